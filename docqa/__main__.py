@@ -1,0 +1,3 @@
+from docqa.cli import cli
+
+cli()

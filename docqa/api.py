@@ -1,0 +1,208 @@
+"""The Python API: ``DocQA`` wires store, indexer, retriever, reader and ranking together.
+
+    with DocQA("indexes/papers.db") as qa:
+        qa.index(["~/papers"])
+        for a in qa.ask("Who proposed span boundary objectives?"):
+            print(a.text, a.confidence, a.citations[0].path, a.citations[0].page)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from docqa.errors import DocQAError
+from docqa.indexer import Indexer, Limits
+from docqa.rank import DEFAULT_MU, DEFAULT_THRESHOLD, rank_answers
+from docqa.retrieve import Retriever, make_retriever
+from docqa.store import Store, page_of, resolve_index_path, writer_lock
+from docqa.types import AskResult, Context, FileResult, Hit, IndexInfo, IndexReport, SearchResult, Span, Timings
+
+if TYPE_CHECKING:
+    from docqa.reader import Reader
+
+# Characters of neighbouring text added on each side of a hit before reading, so an answer cut
+# at a passage edge survives (chosen with `docqa eval`, see docs/evaluation.md).
+DEFAULT_WIDEN = 0
+
+
+class DocumentNotFound(DocQAError):
+    pass
+
+
+class DocQA:
+    """A docqa index plus (lazily) a reader. Use as a context manager or call ``close()``."""
+
+    def __init__(
+        self,
+        index: str | os.PathLike[str] | None = None,
+        model: str | None = None,
+        tokenizer: str | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        threads: int | None = None,
+        *,
+        retriever: str = "fts5",
+        max_answer_len: int = 30,
+        threshold: float = DEFAULT_THRESHOLD,
+        widen: int = DEFAULT_WIDEN,
+        settings: dict[str, object] | None = None,
+    ) -> None:
+        self.index_path = resolve_index_path(index)
+        self.retriever_name = retriever
+        self.threshold = threshold
+        self.widen = widen
+        self.settings = settings  # splitter/tokenizer settings for a new index
+        self._reader_args = dict(
+            model=model, tokenizer=tokenizer, device=device, precision=precision,
+            threads=threads, max_answer_len=max_answer_len,
+        )
+        self._reader: Reader | None = None
+        self._store: Store | None = None
+        self._retrievers: dict[str, Retriever] = {}
+        # Per-instance caches of what citations need; cleared whenever the index changes.
+        self._text = lru_cache(maxsize=64)(self._document_text)
+        self._page_starts = lru_cache(maxsize=64)(self._document_page_starts)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        self._invalidate()
+
+    def __enter__(self) -> DocQA:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def store(self) -> Store:
+        """The index opened for reading (read-only: searches never write)."""
+        if self._store is None:
+            self._store = Store(self.index_path, readonly=True)
+        return self._store
+
+    @property
+    def reader(self) -> Reader:
+        if self._reader is None:
+            from docqa.reader import Reader
+
+            self._reader = Reader(**self._reader_args)  # type: ignore[arg-type]
+        return self._reader
+
+    # -- indexing ----------------------------------------------------------------------------
+
+    def index(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        passwords: Sequence[str] = (),
+        workers: int | None = None,
+        limits: Limits = Limits(),
+        progress: Callable[[FileResult], None] | None = None,
+    ) -> IndexReport:
+        with writer_lock(self.index_path), Store(self.index_path, create=True, settings=self.settings) as store:
+            report = Indexer(store, passwords=passwords, workers=workers, limits=limits, progress=progress).run(paths)
+        self._invalidate()
+        return report
+
+    def remove(self, paths: Sequence[str]) -> list[str]:
+        """Drop documents by relative or absolute path; returns the paths removed."""
+        with writer_lock(self.index_path), Store(self.index_path) as store:
+            found = []
+            for p in paths:
+                doc = store.find_by_path(p)
+                if doc is None:
+                    raise DocumentNotFound(f"{p} is not in {self.index_path}; see `docqa info`")
+                found.append(doc)
+            store.remove([d.abs_path for d in found])
+        self._invalidate()
+        return [d.path for d in found]
+
+    def _invalidate(self) -> None:
+        self._retrievers.clear()
+        self._text.cache_clear()
+        self._page_starts.cache_clear()
+
+    # -- reading the index -------------------------------------------------------------------
+
+    def info(self) -> IndexInfo:
+        return self.store.info()
+
+    def document_text(self, path: str) -> str:
+        """The stored text that citation offsets index into."""
+        doc = self.store.find_by_path(path)
+        if doc is None:
+            raise DocumentNotFound(f"{path} is not in {self.index_path}; see `docqa info`")
+        return self._text(doc.id)
+
+    def _document_text(self, document_id: int) -> str:
+        return self.store.document_text(document_id)
+
+    def _document_page_starts(self, document_id: int) -> tuple[int, ...]:
+        return tuple(r[0] for r in self.store.conn.execute(
+            "SELECT start FROM pages WHERE document_id = ? ORDER BY number", (document_id,)))
+
+    def retriever(self, name: str | None = None) -> Retriever:
+        name = name or self.retriever_name
+        if name not in self._retrievers:
+            self._retrievers[name] = make_retriever(self.store, name)
+        return self._retrievers[name]
+
+    def search(self, question: str, k: int = 10, paths: Sequence[str] | None = None,
+               retriever: str | None = None) -> SearchResult:
+        return self.retriever(retriever).search(question, k=k, paths=paths)
+
+    # -- asking ------------------------------------------------------------------------------
+
+    def ask(self, question: str, top_k: int = 3, passages: int = 10,
+            paths: Sequence[str] | None = None, mu: float | None = None) -> AskResult:
+        return self.ask_batch([question], top_k=top_k, passages=passages, paths=paths, mu=mu)[0]
+
+    def ask_batch(self, questions: Sequence[str], top_k: int = 3, passages: int = 10,
+                  paths: Sequence[str] | None = None, mu: float | None = None) -> list[AskResult]:
+        """Answer several questions; all their windows go through the reader together."""
+        t0 = time.perf_counter()
+        results = [self.search(q, k=passages, paths=paths) for q in questions]
+        retrieve_s = (time.perf_counter() - t0) / max(1, len(questions))
+        contexts = [[self._context(h) for h in r.hits] for r in results]
+        reader = self.reader
+        load_s = 0.0
+        if not reader.loaded and any(contexts):
+            t1 = time.perf_counter()
+            reader.load()
+            load_s = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        spans = reader.read(list(questions), contexts) if any(contexts) else [[] for _ in questions]
+        read_s = (time.perf_counter() - t2) / max(1, len(questions))
+        out = []
+        for q, result, found in zip(questions, results, spans):
+            ranked = rank_answers(
+                found, result.hits, page_of=self._page_of, top_n=top_k,
+                mu=DEFAULT_MU if mu is None else mu, threshold=self.threshold,
+            )
+            out.append(AskResult(
+                question=q,
+                answers=ranked.answers,
+                timings=Timings(retrieve_s=retrieve_s, read_s=read_s, load_s=load_s),
+                abstained=ranked.abstained,
+                passages=result.hits[:3] if ranked.abstained else (),
+            ))
+        return out
+
+    def _context(self, hit: Hit) -> Context:
+        if self.widen <= 0:
+            return Context(hit=hit, text=hit.text, start=hit.start)
+        text = self._text(hit.document_id)
+        start = max(0, hit.start - self.widen)
+        end = min(len(text), hit.end + self.widen)
+        return Context(hit=hit, text=text[start:end], start=start)
+
+    def _page_of(self, span: Span) -> int:
+        return page_of(self._page_starts(span.context.hit.document_id), span.start)

@@ -1,0 +1,279 @@
+"""The ``docqa`` command: a thin click layer over ``docqa.api.DocQA``.
+
+stdout carries results only (human text, or JSON with ``--json``); progress and errors go to
+stderr. Library errors (``DocQAError``) become one line and exit code 1; usage errors exit 2.
+torch/transformers are imported only when a command needs the reader.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from docqa.api import DocQA
+from docqa.errors import BadQuestion, DocQAError
+from docqa.indexer import DEFAULT_MAX_MB, DEFAULT_TIMEOUT_S, Limits
+from docqa.types import AskResult, FileResult, IndexReport, SearchResult
+
+
+class _Group(click.Group):
+    """Turns library errors into one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DocQAError as err:
+            raise click.ClickException(str(err)) from err
+
+
+def _json(obj: Any) -> None:
+    data = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _question(question: str | None) -> str | None:
+    """The question argument, else stdin when it is not a terminal; None means 'prompt'."""
+    if question is not None:
+        return question
+    if not sys.stdin.isatty():
+        return sys.stdin.read().strip()
+    return None
+
+
+index_option = click.option(
+    "-i", "--index", "index", envvar="DOCQA_INDEX", default=None, metavar="INDEX",
+    help="Index file, or a bare name meaning ./indexes/NAME.db [env DOCQA_INDEX; default ./indexes/docqa.db].",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+path_option = click.option(
+    "--path", "paths", multiple=True, metavar="GLOB",
+    help="Only documents whose path matches GLOB (repeatable).",
+)
+
+
+def reader_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("--model", envvar="DOCQA_MODEL", default=None,
+                     help="Hub id or local folder of an extractive-QA model [env DOCQA_MODEL]."),
+        click.option("--tokenizer", default=None, help="Tokenizer hub id or folder (default: the model's)."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
+                     show_default=True),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "int8", "fp16"]),
+                     default="auto", show_default=True, help="fp16 is for CUDA only."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="CPU threads for the reader (default: all cores)."),
+    ]):
+        f = option(f)
+    return f
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="docqa")
+@click.option("-v", "--verbose", count=True, help="Log more to stderr (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Ask questions of a folder of documents; get the exact answer with file, page and offsets."""
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO,
+                            format="%(levelname)s %(name)s: %(message)s")
+
+
+# -- index / remove / info ------------------------------------------------------------------
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[[FileResult], None] | None]:
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(unit=" files", file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
+        def update(result: FileResult) -> None:
+            bar.set_postfix_str(f"{result.status}: {result.path}"[-60:], refresh=False)
+            bar.update(1)
+
+        yield update
+
+
+def _summary(report: IndexReport) -> None:
+    click.echo(
+        f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.removed} removed, {report.failed} failed, {report.skipped} skipped -> {report.index}"
+    )
+    for f in report.files:
+        if f.status not in ("indexed", "updated", "unchanged", "removed", "unsupported"):
+            click.echo(f"  {f.status:<10} {f.path}: {f.message}")
+    if report.interrupted:
+        click.echo("interrupted: every document listed above is complete; re-run to finish")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@index_option
+@click.option("--password", "passwords", multiple=True, help="Password to try on encrypted PDFs (repeatable).")
+@click.option("--passwords-file", type=click.File("r"), default=None,
+              help="File with one password per line to try on encrypted PDFs.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Extraction processes (default: all cores).")
+@click.option("--max-size", type=click.FloatRange(min=0), default=DEFAULT_MAX_MB, show_default=True,
+              help="Skip files bigger than this many MB (status too-large).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT_S, show_default=True,
+              help="Seconds one file's extraction may take (status timeout).")
+@json_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def index(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...], passwords_file: Any,
+          workers: int | None, max_size: float, timeout: float, as_json: bool, quiet: bool) -> None:
+    """Index PATHS (folders or files: PDF, txt, md, html) into one SQLite file.
+
+    Re-running only touches what changed; files gone from an indexed folder are removed.
+    """
+    if passwords_file is not None:
+        passwords += tuple(line.rstrip("\r\n") for line in passwords_file if line.strip())
+    limits = Limits(max_bytes=int(max_size * 1024 * 1024), timeout_s=timeout)
+    with DocQA(index) as qa, _progress(quiet) as progress:
+        report = qa.index(list(paths), passwords=passwords, workers=workers, limits=limits, progress=progress)
+    _json(report) if as_json else _summary(report)
+    if report.interrupted:
+        sys.exit(130)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@index_option
+def remove(paths: tuple[str, ...], index: str | None) -> None:
+    """Drop documents (by indexed or absolute path) from the index."""
+    with DocQA(index) as qa:
+        for path in qa.remove(list(paths)):
+            click.echo(f"removed {path}")
+
+
+@cli.command()
+@index_option
+@json_option
+def info(index: str | None, as_json: bool) -> None:
+    """Counts, settings and the problem files of an index."""
+    with DocQA(index) as qa:
+        result = qa.info()
+    if as_json:
+        data = dataclasses.asdict(result)
+        _json(data)
+        return
+    click.echo(f"index:     {result.index} ({result.size_bytes / 1e6:.1f} MB, schema {result.schema_version})")
+    click.echo(f"documents: {result.documents} ({', '.join(f'{k} {v}' for k, v in result.by_status.items()) or 'none'})")
+    click.echo(f"pages:     {result.pages}")
+    click.echo(f"passages:  {result.passages}")
+    click.echo("settings:  " + ", ".join(f"{k}={v}" for k, v in sorted(result.settings.items())))
+    if result.problems:
+        click.echo("problems:")
+        for p in result.problems:
+            click.echo(f"  {p.status:<10} {p.path}: {p.message}")
+
+
+# -- search / ask ---------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("question", required=False)
+@index_option
+@click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Passages to return.")
+@click.option("--retriever", type=click.Choice(["fts5", "rank-bm25"]), default="fts5", show_default=True)
+@path_option
+@json_option
+def search(question: str | None, index: str | None, k: int, retriever: str,
+           paths: tuple[str, ...], as_json: bool) -> None:
+    """Show the passages that best match QUESTION (BM25). QUESTION may come on stdin."""
+    text = _question(question)
+    if text is None:
+        raise click.UsageError("give a question, e.g. docqa search 'who wrote the report?'")
+    with DocQA(index, retriever=retriever) as qa:
+        result = qa.search(text, k=k, paths=list(paths) or None)
+    _json(result) if as_json else _print_hits(result)
+
+
+def _print_hits(result: SearchResult) -> None:
+    if not result.hits:
+        click.echo("no passages match")
+    for h in result.hits:
+        pages = f"page {h.page}" if h.page == h.last_page else f"pages {h.page}-{h.last_page}"
+        click.echo(click.style(f"{h.rank}. {h.path}, {pages}", bold=True) + f"  (score {h.score:.2f})")
+        click.echo(f"   {_one_line(h.text)}")
+
+
+def _one_line(text: str, width: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@cli.command()
+@click.argument("question", required=False)
+@index_option
+@click.option("-n", "top_n", type=click.IntRange(min=1), default=3, show_default=True, help="Answers to return.")
+@click.option("-k", "passages", type=click.IntRange(min=1), default=10, show_default=True, help="Passages to read.")
+@reader_options
+@click.option("--max-answer-len", type=click.IntRange(min=1), default=30, show_default=True, help="In tokens.")
+@click.option("--mu", type=click.FloatRange(0, 1), default=None,
+              help="Weight of the reader vs the retriever in answer scores (default: tuned).")
+@click.option("--threshold", type=float, default=None,
+              help="Abstain below this fused score (default: tuned).")
+@path_option
+@click.option("--explain", is_flag=True, help="Show the reader and retriever parts of every score.")
+@json_option
+def ask(question: str | None, index: str | None, top_n: int, passages: int, model: str | None,
+        tokenizer: str | None, device: str, precision: str, threads: int | None, max_answer_len: int,
+        mu: float | None, threshold: float | None, paths: tuple[str, ...], explain: bool, as_json: bool) -> None:
+    """Answer QUESTION from the indexed documents, with citations.
+
+    QUESTION may come on stdin; with none on a terminal, an interactive prompt keeps the model loaded.
+    """
+    from docqa.rank import DEFAULT_THRESHOLD
+
+    text = _question(question)
+    with DocQA(index, model=model, tokenizer=tokenizer, device=device, precision=precision,
+               threads=threads, max_answer_len=max_answer_len,
+               threshold=DEFAULT_THRESHOLD if threshold is None else threshold) as qa:
+        def answer(q: str) -> None:
+            result = qa.ask(q, top_k=top_n, passages=passages, paths=list(paths) or None, mu=mu)
+            _json(result) if as_json else _print_answers(result, explain)
+
+        if text is not None:
+            answer(text)
+            return
+        qa.store  # fail now, not after the first question, if the index is unusable
+        while True:
+            try:
+                q = click.prompt("question", prompt_suffix="> ", default="", show_default=False, err=True)
+            except (EOFError, click.Abort):
+                break
+            if q.strip() in ("", "exit", "quit"):
+                break
+            try:
+                answer(q)
+            except BadQuestion as err:
+                click.echo(f"Error: {err}", err=True)
+
+
+def _print_answers(result: AskResult, explain: bool) -> None:
+    if result.abstained:
+        click.echo("not found in the indexed documents; the closest passages:")
+        for h in result.passages:
+            click.echo(click.style(f"  {h.path}, page {h.page}", bold=True) + f"  {_one_line(h.text, 200)}")
+        return
+    for i, a in enumerate(result.answers, 1):
+        c = a.citations[0]
+        click.echo(click.style(f"{i}. {a.text}", bold=True) + f"  ({a.confidence:.0%})  {c.path}, page {c.page}")
+        lo, hi = c.start - c.context_start, c.end - c.context_start
+        click.echo("   " + _one_line(c.context[:lo]) + " " + click.style(c.context[lo:hi], fg="yellow", bold=True)
+                   + " " + _one_line(c.context[hi:]))
+        if len(a.citations) > 1:
+            click.echo(f"   also: " + "; ".join(f"{o.path}, page {o.page}" for o in a.citations[1:4]))
+        if explain:
+            click.echo(f"   score {a.score:.3f} = reader {a.reader_score:.3f} (mu-weighted) + "
+                       f"retriever {a.retriever_score:.3f}")

@@ -1,0 +1,43 @@
+"""Typed exceptions. The library raises these; the CLI turns each into one line plus a hint."""
+
+from __future__ import annotations
+
+
+class DocQAError(Exception):
+    """Base class. ``str(err)`` is a complete sentence that says what to do."""
+
+
+class BadIndex(DocQAError):
+    """The index file cannot be used (not docqa's, corrupt, wrong schema, not writable)."""
+
+
+class IndexNotFound(BadIndex):
+    pass
+
+
+class SchemaMismatch(BadIndex):
+    pass
+
+
+class IndexReadOnly(BadIndex):
+    pass
+
+
+class IndexLocked(DocQAError):
+    """Another ``docqa index`` run holds the index."""
+
+
+class DiskFull(DocQAError):
+    """A write failed for lack of space; the index is as it was before the failed document."""
+
+
+class BadQuestion(DocQAError):
+    """The question is empty (or nothing searchable is left in it)."""
+
+
+class ModelError(DocQAError):
+    """The reader model or tokenizer cannot be loaded (not cached offline, wrong kind...)."""
+
+
+class DatasetError(DocQAError):
+    """An evaluation dataset is not SQuAD-shaped."""

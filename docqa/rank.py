@@ -1,0 +1,125 @@
+"""Answer ranking: spans from many passages -> merged, scored, cited answers.
+
+Scales (both in [0, 1], so ``mu`` weighs like with like):
+- reader: ``sigmoid(score / 2)``, i.e. the sigmoid of the mean of the raw start and end logits.
+  It is monotone in the raw logit sum, so it compares across windows and passages (a per-window
+  softmax would not), and it is absolute, so a threshold means the same for every question.
+- retriever: the hit's BM25 score divided by the best hit's score for this question.
+``fused = mu * reader + (1 - mu) * retriever``. Candidates whose normalised text is the same are
+one answer carrying all its citations (best first) and its best fused score. ``confidence`` is a
+softmax of fused scores (temperature ``CONFIDENCE_TEMPERATURE``) over all candidates. An answer
+whose fused score is below ``threshold`` is not shown: with none left the question abstains.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from docqa.evaluate import normalize_answer
+from docqa.types import Answer, Citation, Hit, Span
+
+# Defaults chosen with `docqa eval` (see docs/evaluation.md).
+DEFAULT_MU = 0.7
+DEFAULT_THRESHOLD = 0.0
+CONFIDENCE_TEMPERATURE = 0.1
+CONTEXT_CHARS = 120  # shown around an answer on each side
+
+
+@dataclass(frozen=True)
+class Ranked:
+    answers: tuple[Answer, ...]
+    abstained: bool
+
+
+def reader_scale(score: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, score / 2.0))))
+
+
+def rank_answers(
+    spans: Sequence[Span],
+    hits: Sequence[Hit],
+    *,
+    page_of: Callable[[Span], int],
+    top_n: int = 3,
+    mu: float = DEFAULT_MU,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> Ranked:
+    """``page_of`` maps a span to the 1-based page holding its start."""
+    best_hit = max((h.score for h in hits), default=0.0)
+    groups: dict[str, list[tuple[float, float, float, Span]]] = {}
+    for span in spans:
+        key = normalize_answer(span.text) or span.text.strip()
+        if not key:
+            continue
+        r = reader_scale(span.score)
+        b = span.context.hit.score / best_hit if best_hit > 0 else 0.0
+        groups.setdefault(key, []).append((mu * r + (1 - mu) * b, r, b, span))
+    if not groups:
+        return Ranked((), True)
+    merged = sorted(
+        (sorted(g, key=lambda t: (-t[0], t[3].start)) for g in groups.values()),
+        key=lambda g: -g[0][0],
+    )
+    weights = _softmax([g[0][0] for g in merged], CONFIDENCE_TEMPERATURE)
+    answers = []
+    for group, confidence in zip(merged[:top_n], weights):
+        fused, r, b, best = group[0]
+        if fused < threshold:
+            break
+        answers.append(
+            Answer(
+                text=best.text,
+                score=fused,
+                confidence=confidence,
+                citations=_citations(group, page_of),
+                reader_score=r,
+                retriever_score=b,
+            )
+        )
+    return Ranked(tuple(answers), not answers)
+
+
+def _citations(group: Sequence[tuple[float, float, float, Span]], page_of: Callable[[Span], int]) -> tuple[Citation, ...]:
+    seen: set[tuple[str, int, int]] = set()
+    out = []
+    for _, _, _, span in group:
+        hit = span.context.hit
+        if (hit.path, span.start, span.end) in seen:  # overlapping passages find the same span
+            continue
+        seen.add((hit.path, span.start, span.end))
+        context, context_start = _context(span)
+        out.append(
+            Citation(
+                path=hit.path,
+                page=page_of(span),
+                start=span.start,
+                end=span.end,
+                passage_id=hit.passage_id,
+                context=context,
+                context_start=context_start,
+            )
+        )
+    return tuple(out)
+
+
+def _context(span: Span) -> tuple[str, int]:
+    """The text around the answer, cut at word boundaries, inside what was read."""
+    ctx = span.context
+    lo = max(0, span.start - ctx.start - CONTEXT_CHARS)
+    hi = min(len(ctx.text), span.end - ctx.start + CONTEXT_CHARS)
+    if lo > 0:
+        space = ctx.text.find(" ", lo, span.start - ctx.start)
+        lo = space + 1 if space >= 0 else lo
+    if hi < len(ctx.text):
+        space = ctx.text.rfind(" ", span.end - ctx.start, hi)
+        hi = space if space >= 0 else hi
+    return ctx.text[lo:hi], ctx.start + lo
+
+
+def _softmax(values: Sequence[float], temperature: float) -> list[float]:
+    top = max(values)
+    exps = [math.exp((v - top) / temperature) for v in values]
+    total = sum(exps)
+    return [e / total for e in exps]

@@ -1,0 +1,487 @@
+"""Storage: one SQLite file (sqlite-utils) holding documents, pages, passages and an FTS5 index.
+
+Every document is written in one transaction (its row, pages and passages together), so a
+crash never leaves half a document. WAL mode lets searches read while an indexer writes.
+The ``meta`` table describes the index (schema version, splitter and tokenizer settings) so the
+query side always matches the index side and an index from another schema is caught on open.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as _dt
+import errno
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from docqa.errors import BadIndex, DiskFull, IndexLocked, IndexNotFound, IndexReadOnly, SchemaMismatch
+from docqa.types import PAGE_BREAK, PROBLEM_STATUSES, IndexInfo, Passage, Problem
+
+SCHEMA_VERSION = 1
+# PRAGMA application_id: marks the file as docqa's ("dqa1").
+APPLICATION_ID = 0x64716131
+BUSY_TIMEOUT_MS = 30_000
+
+DEFAULT_SETTINGS: dict[str, object] = {
+    "passage_words": 120,
+    "overlap_words": 30,
+    "fts_tokenizer": "porter unicode61 remove_diacritics 2",
+}
+
+INDEX_DIR = Path("indexes")
+DEFAULT_INDEX = "docqa"
+
+
+def resolve_index_path(index: str | os.PathLike[str] | None) -> Path:
+    """``None`` -> ``$DOCQA_INDEX`` or ``./indexes/docqa.db``; a bare name ``papers`` ->
+    ``./indexes/papers.db``; anything with a slash or a suffix is a path."""
+    if index is None or str(index) == "":
+        index = os.environ.get("DOCQA_INDEX") or DEFAULT_INDEX
+    text = os.fspath(index)
+    if os.sep not in text and "/" not in text and not Path(text).suffix:
+        return INDEX_DIR / f"{text}.db"
+    return Path(text).expanduser()
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    """What the documents table holds about one file."""
+
+    path: str  # relative to the indexed root
+    abs_path: str
+    root: str
+    size: int
+    mtime: float
+    sha256: str
+    kind: str
+    page_count: int
+    status: str
+    message: str
+    id: int = 0
+    indexed_at: str = ""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _is_disk_full(err: sqlite3.Error) -> bool:
+    text = str(err).lower()
+    return "disk is full" in text or "database or disk is full" in text or "disk i/o error" in text
+
+
+class Store:
+    """An open index. Use as a context manager, or call ``close()``."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        readonly: bool = False,
+        settings: dict[str, object] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if not exists and not create:
+            raise IndexNotFound(
+                f"no index at {self.path}; build one with `docqa index FOLDER -i {self.path}`"
+            )
+        if self.path.is_dir():
+            raise BadIndex(f"{self.path} is a folder, not an index file; pass a file path with -i")
+        if create and not exists:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise IndexReadOnly(f"cannot create {self.path.parent}: {err.strerror}") from err
+        self.conn = self._connect(readonly)
+        self.db = sqlite_utils.Database(self.conn)
+        try:
+            self._check_or_init(create=create, settings=settings)
+        except sqlite3.DatabaseError as err:
+            self.conn.close()
+            raise BadIndex(
+                f"{self.path} is not a usable SQLite database ({err}); "
+                "delete it and re-run `docqa index`, or choose another --index"
+            ) from err
+        except BaseException:
+            self.conn.close()
+            raise
+        self.settings: dict[str, object] = json.loads(self._meta("settings") or "{}")
+        self.schema_version = int(self._meta("schema_version") or 0)
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def _connect(self, readonly: bool) -> sqlite3.Connection:
+        try:
+            if readonly:
+                uri = f"file:{self.path.resolve()}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+                try:
+                    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                except sqlite3.OperationalError:
+                    # A WAL database in a read-only folder cannot create its -shm file;
+                    # immutable=1 reads it as a plain file (safe: nobody can write there).
+                    conn.close()
+                    uri = f"file:{self.path.resolve()}?mode=ro&immutable=1"
+                    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(str(self.path), check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as err:
+            raise BadIndex(f"cannot open {self.path}: {err}") from err
+        return conn
+
+    def _check_or_init(self, *, create: bool, settings: dict[str, object] | None) -> None:
+        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = set(self.db.table_names())
+        if app_id == APPLICATION_ID:
+            version = int(self._meta("schema_version") or 0)
+            if version != SCHEMA_VERSION:
+                raise SchemaMismatch(
+                    f"{self.path} uses index schema {version}, this docqa reads schema "
+                    f"{SCHEMA_VERSION}; rebuild it: delete the file and re-run `docqa index`"
+                )
+            if not self.readonly:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+            return
+        if tables:
+            raise BadIndex(
+                f"{self.path} is a SQLite database but not a docqa index; "
+                "choose another --index (docqa will not touch it)"
+            )
+        if not create:
+            raise IndexNotFound(
+                f"{self.path} is empty; build an index with `docqa index FOLDER -i {self.path}`"
+            )
+        if self.readonly:
+            raise IndexReadOnly(f"{self.path} is read-only and holds no index yet")
+        self._create_schema({**DEFAULT_SETTINGS, **(settings or {})})
+
+    def _create_schema(self, settings: dict[str, object]) -> None:
+        try:
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as err:
+            raise IndexReadOnly(f"cannot write {self.path}: {err}") from err
+        db = self.db
+        with db.atomic():
+            db["meta"].create({"key": str, "value": str}, pk="key")
+            db["documents"].create(
+                {
+                    "id": int,
+                    "path": str,
+                    "abs_path": str,
+                    "root": str,
+                    "size": int,
+                    "mtime": float,
+                    "sha256": str,
+                    "kind": str,
+                    "page_count": int,
+                    "status": str,
+                    "message": str,
+                    "indexed_at": str,
+                },
+                pk="id",
+                not_null={"path", "abs_path", "status"},
+            )
+            db["documents"].create_index(["abs_path"], unique=True)
+            db["documents"].create_index(["sha256"])
+            db["pages"].create(
+                {"document_id": int, "number": int, "start": int, "text": str},
+                pk=("document_id", "number"),
+                foreign_keys=[("document_id", "documents", "id")],
+            )
+            db["passages"].create(
+                {
+                    "id": int,
+                    "document_id": int,
+                    "ordinal": int,
+                    "page": int,
+                    "last_page": int,
+                    "start": int,
+                    "end": int,
+                    "text": str,
+                },
+                pk="id",
+                foreign_keys=[("document_id", "documents", "id")],
+            )
+            db["passages"].create_index(["document_id", "ordinal"], unique=True)
+            db["passages"].enable_fts(
+                ["text"], tokenize=str(settings["fts_tokenizer"]), create_triggers=True
+            )
+            db["meta"].insert_all(
+                [
+                    {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                    {"key": "settings", "value": json.dumps(settings, sort_keys=True)},
+                    {"key": "generation", "value": "0"},
+                ]
+            )
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+    def _meta(self, key: str) -> str | None:
+        if "meta" not in self.db.table_names():
+            return None
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing (one transaction per document) ----------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite_utils.Database]:
+        if self.readonly:
+            raise IndexReadOnly(f"{self.path} was opened read-only")
+        try:
+            with self.db.atomic() as db:
+                yield db
+                # Bumped with every change: caches built from the passages (rank-bm25) key on it.
+                db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        except sqlite3.OperationalError as err:
+            if _is_disk_full(err):
+                raise DiskFull(
+                    f"the disk holding {self.path} is full; free some space and re-run "
+                    "(everything indexed before this document is kept)"
+                ) from err
+            if "readonly" in str(err).lower() or "read-only" in str(err).lower():
+                raise IndexReadOnly(f"cannot write {self.path}: {err}") from err
+            raise
+
+    def put_document(
+        self, row: DocumentRow, pages: Sequence[str] = (), passages: Sequence[Passage] = ()
+    ) -> int:
+        """Replace whatever the index holds for ``row.abs_path`` with this document."""
+        starts = page_starts(pages)
+        with self._write() as db:
+            self._delete(db, row.abs_path)
+            record = {k: v for k, v in row.__dict__.items() if k != "id"}
+            record["indexed_at"] = _now()
+            doc_id = int(db["documents"].insert(record).last_pk)
+            db["pages"].insert_all(
+                {"document_id": doc_id, "number": i + 1, "start": starts[i], "text": text}
+                for i, text in enumerate(pages)
+            )
+            db["passages"].insert_all(
+                {
+                    "document_id": doc_id,
+                    "ordinal": p.ordinal,
+                    "page": p.page,
+                    "last_page": p.last_page,
+                    "start": p.start,
+                    "end": p.end,
+                    "text": p.text,
+                }
+                for p in passages
+            )
+        return doc_id
+
+    def copy_document(self, source_id: int, row: DocumentRow) -> int:
+        """Index ``row`` with the pages and passages of ``source_id`` (same content, new path)."""
+        with self._write() as db:
+            self._delete(db, row.abs_path)
+            record = {k: v for k, v in row.__dict__.items() if k != "id"}
+            record["indexed_at"] = _now()
+            doc_id = int(db["documents"].insert(record).last_pk)
+            db.execute(
+                "INSERT INTO pages (document_id, number, start, text) "
+                "SELECT ?, number, start, text FROM pages WHERE document_id = ?",
+                (doc_id, source_id),
+            )
+            db.execute(
+                "INSERT INTO passages (document_id, ordinal, page, last_page, start, end, text) "
+                "SELECT ?, ordinal, page, last_page, start, end, text FROM passages "
+                "WHERE document_id = ?",
+                (doc_id, source_id),
+            )
+        return doc_id
+
+    def touch(self, abs_path: str, *, size: int, mtime: float) -> None:
+        """The file's content is unchanged but its stat changed (e.g. ``touch``)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE documents SET size = ?, mtime = ? WHERE abs_path = ?", (size, mtime, abs_path)
+            )
+
+    def remove(self, abs_paths: Sequence[str]) -> int:
+        removed = 0
+        for abs_path in abs_paths:
+            with self._write() as db:
+                removed += self._delete(db, abs_path)
+        return removed
+
+    @staticmethod
+    def _delete(db: sqlite_utils.Database, abs_path: str) -> int:
+        row = db.execute("SELECT id FROM documents WHERE abs_path = ?", (abs_path,)).fetchone()
+        if row is None:
+            return 0
+        db.execute("DELETE FROM passages WHERE document_id = ?", (row[0],))
+        db.execute("DELETE FROM pages WHERE document_id = ?", (row[0],))
+        db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
+        return 1
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        """A counter bumped by every write: changes whenever the indexed content changes."""
+        return int(self._meta("generation") or 0)
+
+    def document(self, abs_path: str) -> DocumentRow | None:
+        rows = list(self.db["documents"].rows_where("abs_path = ?", [abs_path]))
+        return DocumentRow(**rows[0]) if rows else None
+
+    def document_by_id(self, doc_id: int) -> DocumentRow | None:
+        rows = list(self.db["documents"].rows_where("id = ?", [doc_id]))
+        return DocumentRow(**rows[0]) if rows else None
+
+    def find_by_path(self, path: str) -> DocumentRow | None:
+        """A document by its relative or absolute path (relative first)."""
+        for column in ("path", "abs_path"):
+            rows = list(self.db["documents"].rows_where(f"{column} = ?", [path], limit=1))
+            if rows:
+                return DocumentRow(**rows[0])
+        resolved = str(Path(path).expanduser().resolve())
+        return self.document(resolved)
+
+    def documents_with_sha(self, sha256: str) -> list[DocumentRow]:
+        return [
+            DocumentRow(**r)
+            for r in self.db["documents"].rows_where(
+                "sha256 = ? AND status IN ('indexed', 'updated')", [sha256]
+            )
+        ]
+
+    def documents(self, under: str | None = None) -> Iterator[DocumentRow]:
+        if under is None:
+            rows = self.db["documents"].rows_where(order_by="path")
+        else:
+            prefix = under.rstrip(os.sep) + os.sep
+            rows = self.db["documents"].rows_where(
+                "abs_path = ? OR substr(abs_path, 1, ?) = ?",
+                [under, len(prefix), prefix],
+                order_by="path",
+            )
+        for r in rows:
+            yield DocumentRow(**r)
+
+    def pages(self, doc_id: int) -> list[str]:
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT text FROM pages WHERE document_id = ? ORDER BY number", (doc_id,)
+            )
+        ]
+
+    def page_text(self, doc_id: int, number: int) -> str | None:
+        row = self.conn.execute(
+            "SELECT text FROM pages WHERE document_id = ? AND number = ?", (doc_id, number)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def document_text(self, doc_id: int) -> str:
+        """The text that passage and citation offsets index into."""
+        return PAGE_BREAK.join(self.pages(doc_id))
+
+    def passage_window(self, doc_id: int, ordinal: int, before: int = 1, after: int = 1) -> list[dict]:
+        """A passage with its neighbours (for widening a hit)."""
+        return list(
+            self.db["passages"].rows_where(
+                "document_id = ? AND ordinal BETWEEN ? AND ?",
+                [doc_id, ordinal - before, ordinal + after],
+                order_by="ordinal",
+            )
+        )
+
+    def info(self) -> IndexInfo:
+        def count(sql: str) -> int:
+            return int(self.conn.execute(sql).fetchone()[0])
+
+        by_status = {
+            status: n
+            for status, n in self.conn.execute(
+                "SELECT status, count(*) FROM documents GROUP BY status ORDER BY status"
+            )
+        }
+        problems = tuple(
+            Problem(path=r[0], status=r[1], message=r[2] or "")
+            for r in self.conn.execute(
+                "SELECT path, status, message FROM documents WHERE status IN (%s) ORDER BY path"
+                % ",".join("?" * len(PROBLEM_STATUSES)),
+                PROBLEM_STATUSES,
+            )
+        )
+        size = sum(
+            p.stat().st_size
+            for p in (self.path, Path(f"{self.path}-wal"))
+            if p.exists()
+        )
+        return IndexInfo(
+            index=str(self.path),
+            documents=count("SELECT count(*) FROM documents"),
+            pages=count("SELECT count(*) FROM pages"),
+            passages=count("SELECT count(*) FROM passages"),
+            by_status=by_status,
+            problems=problems,
+            schema_version=self.schema_version,
+            settings=dict(self.settings),
+            size_bytes=size,
+        )
+
+
+def page_starts(pages: Sequence[str]) -> list[int]:
+    """Offset of each page in the document text (pages joined with ``PAGE_BREAK``)."""
+    starts, offset = [], 0
+    for text in pages:
+        starts.append(offset)
+        offset += len(text) + len(PAGE_BREAK)
+    return starts
+
+
+def page_of(starts: Sequence[int], offset: int) -> int:
+    """1-based page holding character ``offset`` of the document text."""
+    return max(1, bisect.bisect_right(starts, offset))
+
+
+@contextmanager
+def writer_lock(index_path: Path) -> Iterator[None]:
+    """Only one ``docqa index`` per index at a time: a second run refuses at once.
+
+    An OS file lock is released by the kernel when its holder dies, even by kill -9.
+    """
+    lock_path = Path(f"{index_path}.lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise IndexReadOnly(f"cannot write beside {index_path}: {err.strerror}") from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise IndexLocked(
+                f"another `docqa index` (pid {holder}) is writing {index_path}; "
+                "wait for it to finish, then run again"
+            ) from err
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)

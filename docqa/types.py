@@ -1,0 +1,202 @@
+"""The small frozen dataclasses that cross module boundaries.
+
+Data flows one way: files -> ``Extraction`` (pages) -> ``Passage`` -> SQLite;
+question -> ``Hit`` -> ``Span`` -> ``Answer`` (with ``Citation``). ``dataclasses.asdict`` of
+any result is its JSON shape, so field names here are a public contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+# A document's text is its pages joined with this, so a character offset maps to a page.
+PAGE_BREAK = "\f"
+
+# Every file ends an indexing run with exactly one of these.
+STATUSES = (
+    "indexed",
+    "unchanged",
+    "updated",
+    "removed",
+    "empty",
+    "encrypted",
+    "corrupt",
+    "too-large",
+    "timeout",
+    "unsupported",
+)
+PROBLEM_STATUSES = ("empty", "encrypted", "corrupt", "too-large", "timeout", "unsupported")
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What the extractor got out of one file: one string per page, or a problem.
+
+    ``status`` is ``"ok"`` or one of ``PROBLEM_STATUSES``; ``message`` says what happened and
+    what to do. Page-level failures keep the other pages (and are noted in ``message``).
+    """
+
+    kind: str  # "pdf" | "txt" | "md" | "html"
+    pages: tuple[str, ...] = ()
+    status: str = "ok"
+    message: str = ""
+
+    @property
+    def text(self) -> str:
+        return PAGE_BREAK.join(self.pages)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A window of a document's text. ``document_text[start:end] == text`` always."""
+
+    ordinal: int
+    start: int
+    end: int
+    page: int  # 1-based page holding ``start``
+    last_page: int  # 1-based page holding ``end - 1``
+    text: str
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: str
+    status: str
+    message: str = ""
+    pages: int = 0
+    passages: int = 0
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    index: str
+    added: int
+    updated: int
+    unchanged: int
+    removed: int
+    failed: int
+    skipped: int = 0  # unsupported file types, counted but not stored
+    files: tuple[FileResult, ...] = ()
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    status: str
+    message: str
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    index: str
+    documents: int
+    pages: int
+    passages: int
+    by_status: dict[str, int]
+    problems: tuple[Problem, ...]
+    schema_version: int
+    settings: dict[str, object]
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved passage. ``start``/``end`` are offsets in the document's text."""
+
+    rank: int
+    score: float
+    passage_id: int
+    path: str
+    page: int
+    last_page: int
+    start: int
+    end: int
+    text: str
+    document_id: int = 0
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    question: str
+    retriever: str
+    hits: tuple[Hit, ...]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the reader reads for one hit: ``text == document_text[start:start + len(text)]``.
+
+    Usually the hit's passage, possibly widened with its neighbours' text.
+    """
+
+    hit: Hit
+    text: str
+    start: int
+
+
+@dataclass(frozen=True)
+class Span:
+    """A candidate answer read from one context. ``start``/``end`` are offsets in the
+    document's text. ``score`` is the raw start+end logit sum: comparable across windows and
+    passages (never a per-window softmax)."""
+
+    context: Context
+    start: int
+    end: int
+    score: float
+
+    @property
+    def text(self) -> str:
+        return self.context.text[self.start - self.context.start : self.end - self.context.start]
+
+
+@dataclass(frozen=True)
+class Citation:
+    path: str
+    page: int
+    start: int
+    end: int
+    passage_id: int
+    context: str
+    context_start: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    score: float
+    confidence: float
+    citations: tuple[Citation, ...]
+    reader_score: float = 0.0  # normalised reader part of ``score`` (see rank.py)
+    retriever_score: float = 0.0  # normalised retriever part of ``score``
+
+
+@dataclass(frozen=True)
+class Timings:
+    retrieve_s: float = 0.0
+    read_s: float = 0.0
+    load_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class AskResult:
+    """Answers to one question, best first. ``abstained`` means none passed the threshold:
+    ``answers`` is then empty and ``passages`` holds the best hits to show instead."""
+
+    question: str
+    answers: tuple[Answer, ...]
+    timings: Timings = field(default_factory=Timings)
+    abstained: bool = False
+    passages: tuple[Hit, ...] = ()
+
+    # Iterating an AskResult iterates its answers: `for a in qa.ask(q): ...`.
+    def __iter__(self) -> Iterator[Answer]:
+        return iter(self.answers)
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+    def __getitem__(self, i: int) -> Answer:
+        return self.answers[i]

@@ -1,0 +1,35 @@
+"""Shared fixtures. Real parts: real SQLite files, real PDFs from ../shared/data, tiny real models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+DATA = SHARED / "data"
+PDFS = DATA / "pdfs"
+SQUAD = DATA / "squad" / "dev-v1.1.json"
+CASED_VOCAB = DATA / "tokenizers" / "bert-base-cased"
+PROXY_MODEL = SHARED / "models" / "minilm-squad-proxy"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", help="run the long loops marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"{DATA} is absent (the shared test material sits beside the project)")
+    return DATA
