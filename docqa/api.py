@@ -15,11 +15,13 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from docqa.errors import DocQAError
-from docqa.indexer import Indexer, Limits
 from docqa.rank import DEFAULT_MU, DEFAULT_THRESHOLD, rank_answers
 from docqa.retrieve import Retriever, make_retriever
 from docqa.store import Store, page_of, resolve_index_path, writer_lock
-from docqa.types import AskResult, Context, FileResult, Hit, IndexInfo, IndexReport, SearchResult, Span, Timings
+from docqa.types import (
+    AskResult, Context, FileResult, Hit, IndexInfo, IndexReport, Limits, Reading, SearchResult, Span,
+    Timings,
+)
 
 if TYPE_CHECKING:
     from docqa.reader import Reader
@@ -107,6 +109,8 @@ class DocQA:
         limits: Limits = Limits(),
         progress: Callable[[FileResult], None] | None = None,
     ) -> IndexReport:
+        from docqa.indexer import Indexer  # extraction libraries load only when indexing
+
         with writer_lock(self.index_path), Store(self.index_path, create=True, settings=self.settings) as store:
             report = Indexer(store, passwords=passwords, workers=workers, limits=limits, progress=progress).run(paths)
         self._invalidate()
@@ -168,6 +172,12 @@ class DocQA:
     def ask_batch(self, questions: Sequence[str], top_k: int = 3, passages: int = 10,
                   paths: Sequence[str] | None = None, mu: float | None = None) -> list[AskResult]:
         """Answer several questions; all their windows go through the reader together."""
+        return [self.rank(r, top_k=top_k, mu=mu) for r in self.read_batch(questions, passages, paths)]
+
+    def read_batch(self, questions: Sequence[str], passages: int = 10,
+                   paths: Sequence[str] | None = None) -> list[Reading]:
+        """Retrieve and read without ranking (``ask_batch`` = ``rank`` of each): ``docqa eval``
+        reads once and re-ranks many times."""
         t0 = time.perf_counter()
         results = [self.search(q, k=passages, paths=paths) for q in questions]
         retrieve_s = (time.perf_counter() - t0) / max(1, len(questions))
@@ -181,20 +191,27 @@ class DocQA:
         t2 = time.perf_counter()
         spans = reader.read(list(questions), contexts) if any(contexts) else [[] for _ in questions]
         read_s = (time.perf_counter() - t2) / max(1, len(questions))
-        out = []
-        for q, result, found in zip(questions, results, spans):
-            ranked = rank_answers(
-                found, result.hits, page_of=self._page_of, top_n=top_k,
-                mu=DEFAULT_MU if mu is None else mu, threshold=self.threshold,
-            )
-            out.append(AskResult(
-                question=q,
-                answers=ranked.answers,
-                timings=Timings(retrieve_s=retrieve_s, read_s=read_s, load_s=load_s),
-                abstained=ranked.abstained,
-                passages=result.hits[:3] if ranked.abstained else (),
-            ))
-        return out
+        timings = Timings(retrieve_s=retrieve_s, read_s=read_s, load_s=load_s)
+        return [
+            Reading(question=q, hits=r.hits, contexts=tuple(c), spans=tuple(s), timings=timings)
+            for q, r, c, s in zip(questions, results, contexts, spans)
+        ]
+
+    def rank(self, reading: Reading, top_k: int = 3, mu: float | None = None,
+             threshold: float | None = None) -> AskResult:
+        """Answers from a ``read_batch`` result; ``mu``/``threshold`` default to the tuned ones."""
+        ranked = rank_answers(
+            reading.spans, reading.hits, page_of=self._page_of, top_n=top_k,
+            mu=DEFAULT_MU if mu is None else mu,
+            threshold=self.threshold if threshold is None else threshold,
+        )
+        return AskResult(
+            question=reading.question,
+            answers=ranked.answers,
+            timings=reading.timings,
+            abstained=ranked.abstained,
+            passages=reading.hits[:3] if ranked.abstained else (),
+        )
 
     def _context(self, hit: Hit) -> Context:
         if self.widen <= 0:

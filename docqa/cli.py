@@ -20,8 +20,8 @@ import click
 
 from docqa.api import DocQA
 from docqa.errors import BadQuestion, DocQAError
-from docqa.indexer import DEFAULT_MAX_MB, DEFAULT_TIMEOUT_S, Limits
-from docqa.types import AskResult, FileResult, IndexReport, SearchResult
+from docqa.evaluate import EvalReport, evaluate, parse_sweep
+from docqa.types import DEFAULT_MAX_MB, DEFAULT_TIMEOUT_S, AskResult, FileResult, IndexReport, Limits, SearchResult
 
 
 class _Group(click.Group):
@@ -116,7 +116,7 @@ def _summary(report: IndexReport) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @index_option
 @click.option("--password", "passwords", multiple=True, help="Password to try on encrypted PDFs (repeatable).")
 @click.option("--passwords-file", type=click.File("r"), default=None,
@@ -277,3 +277,142 @@ def _print_answers(result: AskResult, explain: bool) -> None:
         if explain:
             click.echo(f"   score {a.score:.3f} = reader {a.reader_score:.3f} (mu-weighted) + "
                        f"retriever {a.retriever_score:.3f}")
+
+
+# -- eval -----------------------------------------------------------------------------------
+
+
+def _mu_sweep(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    try:
+        return None if value is None else parse_sweep(value)
+    except DocQAError as err:
+        raise click.BadParameter(str(err)) from err
+
+
+@contextmanager
+def _eval_progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    bars: list[Any] = []  # made on the first call, when the number of questions is known
+
+    def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit=" questions", file=sys.stderr, dynamic_ncols=True, leave=False))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        yield update
+    finally:
+        for bar in bars:
+            bar.close()
+
+
+@cli.command("eval")
+@click.argument("dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@reader_options
+@click.option("-k", "passages", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Passages read per question.")
+@click.option("-i", "--index", default=None, metavar="INDEX",
+              help="Evaluation index file (default: indexes/eval-<hash>.db, reused while the dataset and "
+                   "splitter settings match).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate at most N questions.")
+@click.option("--articles", default=None, metavar="A:B",
+              help="Evaluate the questions of articles A..B-1 only; the whole file is still indexed.")
+@click.option("--mu", type=click.FloatRange(0, 1), default=None,
+              help="Weight of the reader vs the retriever (default: tuned).")
+@click.option("--mu-sweep", callback=_mu_sweep, default=None, metavar="LO:HI:STEP",
+              help="Also score each mu in LO..HI (e.g. 0:1:0.1) from the same reading; plots F1 vs mu.")
+@click.option("--threshold", type=float, default=None, help="Abstain below this fused score (default: tuned).")
+@click.option("--widen", type=click.IntRange(min=0), default=None,
+              help="Characters of neighbouring text read on each side of a passage (default: tuned).")
+@click.option("--passage-words", type=click.IntRange(min=10), default=None,
+              help="Words per passage in the evaluation index (default: docqa's).")
+@click.option("--overlap-words", type=click.IntRange(min=0), default=None,
+              help="Words shared by neighbouring passages (default: docqa's).")
+@click.option("--retrieval-only", is_flag=True, help="Measure retrieval recall only (no model needed).")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for report.json, predictions.jsonl, predictions.json and PNG plots.")
+@json_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def eval_(dataset: Path, model: str | None, tokenizer: str | None, device: str, precision: str,
+          threads: int | None, passages: int, index: str | None, limit: int | None, articles: str | None,
+          mu: float | None, mu_sweep: tuple[float, ...] | None, threshold: float | None, widen: int | None,
+          passage_words: int | None, overlap_words: int | None, retrieval_only: bool, out: Path | None,
+          as_json: bool, quiet: bool) -> None:
+    """Measure answer quality on a SQuAD-format DATASET (v1.1 or v2.0).
+
+    Indexes every article as one document, then reports retrieval recall@1/5/10/20, open EM/F1
+    (the full pipeline), gold-paragraph EM/F1 (the reader alone) and time per question.
+    """
+    with _eval_progress(quiet) as progress:
+        report = evaluate(
+            dataset, model=model, tokenizer=tokenizer, device=device, precision=precision, threads=threads,
+            k=passages, index=index, limit=limit, articles=articles, mu=mu, mu_sweep=mu_sweep,
+            threshold=threshold, widen=widen, passage_words=passage_words, overlap_words=overlap_words,
+            retrieval_only=retrieval_only, out=out, progress=progress,
+        )
+    _json(report) if as_json else _print_report(report)
+
+
+def _print_report(r: EvalReport) -> None:
+    click.echo(f"dataset    {r.dataset}: {r.questions} questions ({r.answerable} answerable)")
+    click.echo(f"index      {r.index} ({', '.join(f'{k}={v}' for k, v in sorted(r.settings.items()))})")
+    click.echo("recall@k   " + "  ".join(f"@{k} {v:.1f}" for k, v in r.recall.items()))
+    if r.open_f1 is None:
+        click.echo(f"time       retrieve {r.retrieve_ms:.1f} ms per question")
+    else:
+        _print_answer_quality(r)
+    for path in r.files:
+        click.echo(f"wrote      {path}")
+
+
+def _print_answer_quality(r: EvalReport) -> None:
+    click.echo(f"model      {r.model}")
+    click.echo(f"settings   k={r.k} mu={r.mu:g} threshold={r.threshold:g} widen={r.widen}")
+    click.echo(f"read       a gold answer is in what was read for {r.read_recall:.1f}%")
+    click.echo(f"{'':<16}{'EM':>7}{'F1':>7}")
+    click.echo(f"{'open':<16}{r.open_em:>7.1f}{r.open_f1:>7.1f}")
+    click.echo(f"{'gold paragraph':<16}{r.gold_em:>7.1f}{r.gold_f1:>7.1f}")
+    click.echo(f"{'open / gold':<16}{r.open_gold_ratio:>14.1%}")
+    click.echo(f"abstained  {r.abstain_rate:.1f}% of answerable questions"
+               + ("" if r.unanswerable_abstain_rate is None
+                  else f", {r.unanswerable_abstain_rate:.1f}% of {r.unanswerable} unanswerable"))
+    if r.below_threshold_em is not None:
+        click.echo(f"           EM of the top answers below the threshold {r.below_threshold_em:.1f}%")
+    click.echo(f"confidence ECE {r.ece:.1f} points")
+    click.echo(f"time       retrieve {r.retrieve_ms:.1f} ms, read {r.read_ms:.1f} ms per question")
+    if r.mu_sweep:
+        click.echo(f"{'mu':>6}{'EM':>7}{'F1':>7}")
+        for p in r.mu_sweep:
+            click.echo(f"{p.mu:>6.2f}{p.em:>7.1f}{p.f1:>7.1f}")
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+SERVER_MODULES = ("fastapi", "uvicorn", "starlette", "pydantic")
+
+
+@cli.command()
+@index_option
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="DOCQA_HOST",
+              help="Interface to listen on; anything but loopback lets other machines read the documents.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, envvar="DOCQA_PORT")
+@reader_options
+def serve(index: str | None, host: str, port: int, model: str | None, tokenizer: str | None,
+          device: str, precision: str, threads: int | None) -> None:
+    """Answer questions over HTTP, with a web page at http://HOST:PORT/ and API docs at /docs.
+
+    The model loads once, in the background; the index is opened read-only.
+    """
+    try:
+        from docqa.server import serve as run_server
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in SERVER_MODULES:
+            raise
+        raise click.ClickException("docqa serve needs FastAPI and uvicorn: pip install 'docqa[server]'") from err
+    with DocQA(index, model=model, tokenizer=tokenizer, device=device, precision=precision, threads=threads) as qa:
+        qa.store  # fail now, with one line, if the index is missing or unusable
+        run_server(qa, host=host, port=port)

@@ -2,64 +2,122 @@
 
 Extraction and splitting run in worker processes (pebble) so both cores work and a hostile file
 that loops (even inside C code) or balloons in memory is killed on its own: per-file timeout,
-per-worker address-space cap. All writes stay in this process, one transaction per document.
-Folders are walked lazily and only a few files are in flight, so 50,000 files stream.
+per-worker address-space cap. All writes stay in this process, one transaction per document,
+and Ctrl-C is held back while one is being written. Folders are walked lazily and only a few
+files are in flight, so 50,000 files stream.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import multiprocessing
 import os
 import resource
+import signal
+import sqlite3
 import stat as stat_mod
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from docqa.errors import DocQAError
 from docqa.extract import extract, kind_of
 from docqa.split import split_pages
-from docqa.store import DocumentRow, Store
-from docqa.types import PROBLEM_STATUSES, FileResult, IndexReport, Passage
+from docqa.store import DocumentRow, Store, index_error
+from docqa.types import PROBLEM_STATUSES, FileResult, IndexReport, Limits, Passage
+
+if TYPE_CHECKING:
+    from pebble import ProcessPool
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_MB = 200
-DEFAULT_TIMEOUT_S = 120.0
-DEFAULT_MEMORY_MB = 2048
 _BLOCK = 1 << 20
+_PR_SET_PDEATHSIG = 1
+
+# What a worker sends back: (status, message, pages, passages).
+_Outcome = tuple[str, str, tuple[str, ...], list[Passage]]
 
 
 class PathNotFound(DocQAError):
     pass
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_bytes: int = DEFAULT_MAX_MB * 1024 * 1024
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    memory_bytes: int = DEFAULT_MEMORY_MB * 1024 * 1024
+class WorkersFailed(DocQAError):
+    """The extraction processes died without a file to blame (they could not start)."""
+
+
+def _workers_failed(err: BaseException) -> WorkersFailed:
+    return WorkersFailed(
+        f"the extraction processes stopped unexpectedly ({err}); what was indexed is kept, re-run "
+        "to continue. From your own script, call docqa under `if __name__ == \"__main__\":` "
+        "(worker processes import the main module)"
+    )
 
 
 @dataclass(frozen=True)
 class _Candidate:
     """A supported file found by the walk, with what ``stat`` said when it was found."""
 
-    abs_path: str
-    rel_path: str
+    path: str  # for the file system (a non-UTF-8 name keeps its surrogate escapes)
+    key: str  # the absolute path as stored in the index (always valid UTF-8)
+    rel_path: str  # for people: relative to the root, printable
     root: str
     kind: str
     size: int
     mtime: float
 
 
+# A file to extract: what the walk saw, its sha256, and the index's row for it (if any).
+_Job = tuple[_Candidate, str, "DocumentRow | None"]
+
+
+@dataclass(frozen=True)
+class _Skip:
+    """Something the walk found but cannot index: reported, never extracted."""
+
+    key: str
+    result: FileResult
+    folder: bool = False  # a folder that could not be listed: keep what is indexed under it
+
+
+def as_text(path: str) -> str:
+    """A path as valid UTF-8 text: undecodable bytes of a file name become ``\\xNN``.
+
+    Used for the paths stored and shown (SQLite and JSON cannot hold surrogate escapes).
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+# -- the worker side ------------------------------------------------------------------------
+
+
+def _init_worker(memory_bytes: int) -> None:
+    """Worker initializer: die with the pool, cap memory, keep library chatter off stderr."""
+    try:
+        # If the indexer is killed (even by kill -9) its forkserver exits; this makes the
+        # kernel kill the worker then, so a stuck extraction never outlives the run.
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the worker exits at its next task instead
+        pass
+    _limit_memory(memory_bytes)
+    # pypdf logs and warns about every oddity it repairs; problems come back as statuses.
+    logging.disable(logging.CRITICAL)
+    warnings.simplefilter("ignore")
+
+
 def _limit_memory(extra_bytes: int) -> None:
-    """Worker initializer: cap the address space at what it has now plus ``extra_bytes``,
-    so a decompression bomb raises MemoryError in the worker instead of eating the machine."""
+    """Cap the address space at what the worker has now plus ``extra_bytes``, so a
+    decompression bomb raises MemoryError in the worker instead of eating the machine."""
     try:
         with open("/proc/self/statm") as f:
             current = int(f.read().split()[0]) * resource.getpagesize()
@@ -69,17 +127,22 @@ def _limit_memory(extra_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _extract_and_split(
-    path: str, passwords: tuple[str, ...], words: int, overlap: int
-) -> tuple[str, str, tuple[str, ...], list[Passage]]:
-    """Runs in a worker: returns (status, message, pages, passages)."""
+def _extract_and_split(path: str, passwords: tuple[str, ...], words: int, overlap: int) -> _Outcome:
+    """Runs in a worker."""
     try:
         ex = extract(Path(path), passwords=passwords)
         if ex.status != "ok":
             return ex.status, ex.message, (), []
         return "ok", ex.message, ex.pages, split_pages(ex.pages, words=words, overlap=overlap)
     except MemoryError:
-        return "too-large", "extraction ran out of memory (the memory cap per file was hit)", (), []
+        return "too-large", _OUT_OF_MEMORY, (), []
+
+
+_OUT_OF_MEMORY = ("extraction needed more memory than the per-file cap (a decompression bomb "
+                  "or a huge page); docqa skipped it")
+
+
+# -- finding files --------------------------------------------------------------------------
 
 
 def sha256_of(path: str) -> str:
@@ -90,20 +153,22 @@ def sha256_of(path: str) -> str:
     return h.hexdigest()
 
 
-def walk(paths: Sequence[str | os.PathLike[str]]) -> Iterator[_Candidate | FileResult]:
-    """Yield supported files lazily (and ``FileResult``s for files skipped on the way).
+def walk(paths: Sequence[str | os.PathLike[str]]) -> Iterator[_Candidate | _Skip]:
+    """Yield supported files lazily (and ``_Skip``s for what cannot be indexed on the way).
 
     Hidden files and folders are skipped (like ripgrep); symlinked folders are followed once
-    (a loop is cut by remembering each real folder visited).
+    (a loop, or a second way to the same folder, is cut by remembering each folder visited).
     """
     for given in paths:
         top = Path(os.path.expanduser(os.fspath(given)))
         if top.is_file():
-            yield from _candidate(top.absolute(), str(top.absolute().parent))
+            yield from _candidate(str(top.absolute()), str(top.absolute().parent))
             continue
         root = str(top.absolute())
         seen: set[tuple[int, int]] = set()
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=_walk_error):
+        unlisted: list[OSError] = []
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unlisted.append):
+            yield from _unlisted(unlisted, root)
             try:
                 st = os.stat(dirpath)
             except OSError:
@@ -113,37 +178,101 @@ def walk(paths: Sequence[str | os.PathLike[str]]) -> Iterator[_Candidate | FileR
                 dirnames[:] = []
                 continue
             seen.add((st.st_dev, st.st_ino))
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            # Real folders before linked ones, so a link into the tree is the one cut.
+            dirnames[:] = sorted((d for d in dirnames if not d.startswith(".")),
+                                 key=lambda d: (os.path.islink(os.path.join(dirpath, d)), d))
             for name in sorted(filenames):
                 if not name.startswith("."):
-                    yield from _candidate(Path(dirpath, name), root)
+                    yield from _candidate(os.path.join(dirpath, name), root)
+        yield from _unlisted(unlisted, root)
 
 
-def _walk_error(err: OSError) -> None:
-    log.warning("cannot list %s: %s", err.filename, err.strerror)
+def _unlisted(errors: list[OSError], root: str) -> Iterator[_Skip]:
+    while errors:
+        err = errors.pop(0)
+        folder = os.fspath(err.filename or root)
+        yield _Skip(as_text(folder), FileResult(
+            as_text(os.path.relpath(folder, root)) + os.sep, "corrupt",
+            f"cannot list this folder ({err.strerror}); its files were skipped and what is "
+            "indexed from it is kept; check its permissions"), folder=True)
 
 
-def _display(path: str) -> str:
-    # Non-UTF-8 file names arrive as surrogate escapes; show them safely.
-    return path.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _candidate(path: Path, root: str) -> Iterator[_Candidate | FileResult]:
-    abs_path = str(path)
-    rel = os.path.relpath(abs_path, root)
-    kind = kind_of(path)
+def _candidate(path: str, root: str) -> Iterator[_Candidate | _Skip]:
+    key, rel = as_text(path), as_text(os.path.relpath(path, root))
+    kind = kind_of(Path(path))
     if kind is None:
-        yield FileResult(_display(rel), "unsupported", f"{path.suffix or 'no extension'}: not a supported file type")
+        suffix = Path(path).suffix or "no extension"
+        yield _Skip(key, FileResult(rel, "unsupported", f"{suffix}: not a supported file type"))
         return
     try:
-        st = os.stat(abs_path)
+        st = os.stat(path)
     except OSError as err:
-        yield FileResult(_display(rel), "corrupt", f"cannot read: {err.strerror}")
+        yield _Skip(key, _unstattable(path, rel, err))
         return
     if not stat_mod.S_ISREG(st.st_mode):
-        yield FileResult(_display(rel), "unsupported", "not a regular file")
+        yield _Skip(key, FileResult(rel, "unsupported", "not a regular file"))
         return
-    yield _Candidate(abs_path, rel, root, kind, st.st_size, st.st_mtime)
+    yield _Candidate(path, key, rel, as_text(root), kind, st.st_size, st.st_mtime)
+
+
+def _unstattable(path: str, rel: str, err: OSError) -> FileResult:
+    if os.path.islink(path):  # os.walk lists a dangling or looping link as a file
+        return FileResult(rel, "unsupported", f"a broken symbolic link ({err.strerror}); not indexed")
+    if isinstance(err, FileNotFoundError):
+        return FileResult(rel, "removed", "deleted while being indexed")
+    return FileResult(rel, "corrupt", f"cannot read it ({err.strerror})")
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------------
+
+
+class _Interrupts:
+    """Ctrl-C stops the run between documents: while a document is written and reported it
+    is held, so every document in the index is in the summary and none is half-written."""
+
+    def __init__(self) -> None:
+        self._holding = False
+        self._pending = False
+        self._previous: Callable[[int, FrameType | None], object] | int | None = None
+
+    def __enter__(self) -> _Interrupts:
+        # Signal handlers can only be set from the main thread; elsewhere (a server thread)
+        # there is no Ctrl-C to handle. An ignored SIGINT (nohup) stays ignored.
+        if threading.current_thread() is threading.main_thread() and (
+            signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        ):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._holding:
+            self._pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+        if self._pending:
+            raise KeyboardInterrupt
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def _default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use (containers)
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 class Indexer:
@@ -160,168 +289,233 @@ class Indexer:
     ) -> None:
         self.store = store
         self.passwords = tuple(passwords)
-        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.workers = max(1, workers or _default_workers())
         self.limits = limits
         self.progress = progress
-        self.words = int(store.settings.get("passage_words", 120))  # type: ignore[arg-type]
-        self.overlap = int(store.settings.get("overlap_words", 30))  # type: ignore[arg-type]
+        self.words = int(store.settings.get("passage_words", 120))  # type: ignore[call-overload]
+        self.overlap = int(store.settings.get("overlap_words", 30))  # type: ignore[call-overload]
         self.files: list[FileResult] = []
+        self._seen: set[str] = set()  # index keys of every path this run gave a status
+        self._unlisted: list[str] = []  # folders that could not be listed
+        self._interrupts = _Interrupts()
 
     def run(self, paths: Sequence[str | os.PathLike[str]]) -> IndexReport:
         missing = [str(p) for p in paths if not os.path.exists(os.path.expanduser(os.fspath(p)))]
         if missing:
             raise PathNotFound(f"no such file or folder: {', '.join(missing)}")
         interrupted = False
-        seen: set[str] = set()
         try:
-            self._index(walk(paths), seen)
-            self._remove_missing(paths, seen)
+            with self._interrupts:
+                self._index(walk(paths))
+                self._remove_missing(paths)
         except KeyboardInterrupt:
             interrupted = True
+        except sqlite3.Error as err:  # a read that failed (a write already maps its errors)
+            raise index_error(self.store.path, err) from err
         return report(str(self.store.path), self.files, interrupted=interrupted)
 
     # -- the pipeline ------------------------------------------------------------------------
 
-    def _index(self, found: Iterable[_Candidate | FileResult], seen: set[str]) -> None:
-        from pebble import ProcessPool
-
-        # forkserver: workers start clean even if this process holds threads (torch) or a
-        # large heap; fork from a threaded parent can deadlock.
-        context = multiprocessing.get_context("forkserver")
-        pool = ProcessPool(
-            max_workers=self.workers,
-            initializer=_limit_memory,
-            initargs=(self.limits.memory_bytes,),
-            context=context,
-        )
-        in_flight: deque = deque()
+    def _index(self, found: Iterator[_Candidate | _Skip]) -> None:
+        pool: ProcessPool | None = None  # started on the first file to extract
+        in_flight: dict[Future[_Outcome], _Job] = {}
+        completed = False
         try:
             for item in found:
-                if isinstance(item, FileResult):
-                    self._report(item)
+                if item.key in self._seen:  # reached twice (overlapping paths, linked folders)
                     continue
-                seen.add(item.abs_path)
+                self._seen.add(item.key)
+                if isinstance(item, _Skip):
+                    self._skip(item)
+                    continue
                 job = self._plan(item)
                 if job is None:
                     continue
-                future = pool.schedule(
-                    _extract_and_split,
-                    args=(item.abs_path, self.passwords, self.words, self.overlap),
-                    timeout=self.limits.timeout_s,
-                )
-                in_flight.append((job, future))
-                # Bounded look-ahead: stream the folder, keep the workers busy, hold little.
-                while len(in_flight) >= 2 * self.workers:
-                    self._finish(*in_flight.popleft())
+                pool = pool or self._pool()
+                try:
+                    future = pool.schedule(
+                        _extract_and_split,
+                        args=(item.path, self.passwords, self.words, self.overlap),
+                        timeout=self.limits.timeout_s,
+                    )
+                except RuntimeError as err:  # pebble: the pool broke (see _outcome)
+                    raise _workers_failed(err) from err
+                in_flight[future] = job
+                # Bounded look-ahead streams the folder; finishing in completion order keeps
+                # one stuck file from idling the other workers.
+                if len(in_flight) >= 2 * self.workers:
+                    self._finish_some(in_flight)
             while in_flight:
-                self._finish(*in_flight.popleft())
-        except BaseException:
-            pool.stop()
-            raise
+                self._finish_some(in_flight)
+            completed = True
         finally:
-            pool.close()
-            pool.join()
+            if pool is not None:
+                # Interrupted or failed: kill the workers now (their files get no status).
+                pool.close() if completed else pool.stop()
+                pool.join()
 
-    def _plan(self, c: _Candidate) -> tuple[_Candidate, str, DocumentRow | None] | None:
+    def _pool(self) -> ProcessPool:
+        from pebble import ProcessPool
+
+        # forkserver: workers start clean even if this process holds threads (torch) or a
+        # large heap; fork from a threaded parent can deadlock. The server imports the
+        # extractors once, so each worker (and each later run in this process) starts at once.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["docqa.indexer"])
+        return ProcessPool(
+            max_workers=self.workers,
+            initializer=_init_worker,
+            initargs=(self.limits.memory_bytes,),
+            context=context,
+        )
+
+    def _finish_some(self, in_flight: dict[Future[_Outcome], _Job]) -> None:
+        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        for future in sorted(done, key=lambda f: in_flight[f][0].key):
+            self._finish(*in_flight.pop(future), self._outcome(future))
+
+    def _plan(self, c: _Candidate) -> _Job | None:
         """Decide what to do with a found file; returns a job to extract, or None if done."""
-        old = self.store.document(c.abs_path)
-        if c.size > self.limits.max_bytes:
-            self._write_problem(c, "", "too-large", f"{c.size / 1e6:.0f} MB is over the "
-                                f"{self.limits.max_bytes / 1e6:.0f} MB cap; raise it with --max-size")
-            return None
-        if old is not None and old.size == c.size and old.mtime == c.mtime and not self._retry(old):
+        old = self.store.document(c.key)
+        if old is not None and old.size == c.size and old.mtime == c.mtime and not self._retry(old, c):
             self._report_unchanged(c, old)
+            return None
+        if c.size > self.limits.max_bytes:
+            self._write_problem(c, "", "too-large", f"{_mb(c.size)} is over the {_mb(self.limits.max_bytes)} "
+                                "size cap; raise it with --max-size (in MB)")
             return None
         try:
-            sha = sha256_of(c.abs_path)
+            sha = sha256_of(c.path)
+        except FileNotFoundError:
+            self._vanished(c, old)
+            return None
         except OSError as err:
-            self._write_problem(c, "", "corrupt", f"cannot read: {err.strerror}")
+            self._write_problem(c, "", "corrupt", f"cannot read it ({err.strerror}); check its permissions")
             return None
-        if old is not None and old.sha256 == sha and not self._retry(old):
-            self.store.touch(c.abs_path, size=c.size, mtime=c.mtime)
-            self._report_unchanged(c, old)
+        if old is not None and old.sha256 == sha and not self._retry(old, c):
+            with self._interrupts.held():
+                self.store.touch(c.key, size=c.size, mtime=c.mtime)
+                self._report_unchanged(c, old)
             return None
-        twin = next((d for d in self.store.documents_with_sha(sha) if d.abs_path != c.abs_path), None)
+        twin = next((d for d in self.store.documents_with_sha(sha) if d.abs_path != c.key), None)
         if twin is not None:
             # Moved, renamed or copied: same bytes, so reuse its pages and passages.
-            row = self._row(c, sha, twin.kind, twin.page_count, "indexed", "")
-            self.store.copy_document(twin.id, row)
-            self._report_indexed(c, old, twin.page_count, self._passage_count(c.abs_path))
+            row = self._row(c, sha, twin.kind, twin.page_count, "indexed", twin.message)
+            with self._interrupts.held():
+                self.store.copy_document(twin.id, row)
+                self._report_indexed(c, old, twin.page_count, self._passage_count(c.key), twin.message)
             return None
         return c, sha, old
 
-    def _retry(self, old: DocumentRow) -> bool:
-        # A file that needed a password gets another try when passwords are given.
-        return old.status == "encrypted" and bool(self.passwords)
+    def _retry(self, old: DocumentRow, c: _Candidate) -> bool:
+        """An unchanged file that failed last time but may work now."""
+        if old.status == "encrypted":
+            return bool(self.passwords)
+        if old.status == "timeout":  # the machine may have been busy, or --timeout was raised
+            return True
+        if old.status == "too-large" and not old.sha256:  # over the size cap: was it raised?
+            return c.size <= self.limits.max_bytes
+        return old.status == "corrupt" and not old.sha256  # unreadable: permissions may be fixed
 
-    def _finish(self, job: tuple[_Candidate, str, DocumentRow | None], future) -> None:
+    def _outcome(self, future: Future[_Outcome]) -> _Outcome:
         from pebble import ProcessExpired
 
-        c, sha, old = job
         try:
-            status, message, pages, passages = future.result()
+            return future.result()
         except FutureTimeout:
-            status, message, pages, passages = (
-                "timeout", f"extraction took over {self.limits.timeout_s:g} s and was stopped; "
-                "raise --timeout if the file is just big", (), [])
+            return ("timeout", f"extraction took over {self.limits.timeout_s:g} s and was stopped; "
+                    "it is tried again next run; raise --timeout if the file is just big", (), [])
+        except BrokenProcessPool as err:  # a worker died with no task: not this file's fault
+            raise _workers_failed(err) from err
         except ProcessExpired as err:
-            status, message, pages, passages = (
-                "corrupt", f"the extractor crashed on this file (exit code {err.exitcode})", (), [])
+            return ("corrupt", f"the extractor crashed on this file ({_exit_reason(err.exitcode)}); "
+                    "check that it opens in its usual program", (), [])
         except Exception as err:  # a bug or a library failure on a hostile file: name it, go on
-            log.debug("extraction failed for %s", c.abs_path, exc_info=True)
-            status, message, pages, passages = (
-                "corrupt", f"extraction failed: {type(err).__name__}: {err}".splitlines()[0], (), [])
-        if not os.path.exists(c.abs_path):
-            self._report(FileResult(_display(c.rel_path), "removed", "deleted while being indexed"))
-            if old is not None:
-                self.store.remove([c.abs_path])
+            log.debug("extraction failed", exc_info=True)
+            first = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+            return "corrupt", f"extraction failed ({first}); please report it", (), []
+
+    def _finish(self, c: _Candidate, sha: str, old: DocumentRow | None, outcome: _Outcome) -> None:
+        status, message, pages, passages = outcome
+        if not os.path.exists(c.path):
+            self._vanished(c, old)
             return
         if status != "ok":
             self._write_problem(c, sha, status, message)
             return
+        # The row keeps the stat taken before reading: if the file changed since, the next
+        # run sees a different size or mtime and reads it again.
         row = self._row(c, sha, c.kind, len(pages), "indexed", message)
-        self.store.put_document(row, pages, passages)
-        self._report_indexed(c, old, len(pages), len(passages), message)
+        with self._interrupts.held():
+            self.store.put_document(row, pages, passages)
+            self._report_indexed(c, old, len(pages), len(passages), message)
 
     # -- bookkeeping -------------------------------------------------------------------------
 
     def _row(self, c: _Candidate, sha: str, kind: str, pages: int, status: str, message: str) -> DocumentRow:
         return DocumentRow(
-            path=c.rel_path, abs_path=c.abs_path, root=c.root, size=c.size, mtime=c.mtime,
+            path=c.rel_path, abs_path=c.key, root=c.root, size=c.size, mtime=c.mtime,
             sha256=sha, kind=kind, page_count=pages, status=status, message=message,
         )
 
-    def _passage_count(self, abs_path: str) -> int:
+    def _passage_count(self, key: str) -> int:
         return int(self.store.conn.execute(
             "SELECT count(*) FROM passages JOIN documents ON documents.id = passages.document_id "
-            "WHERE documents.abs_path = ?", (abs_path,)).fetchone()[0])
+            "WHERE documents.abs_path = ?", (key,)).fetchone()[0])
+
+    def _skip(self, item: _Skip) -> None:
+        if item.folder:
+            self._unlisted.append(item.key)
+            self._report(item.result)
+            return
+        if self.store.document(item.key) is not None:  # it was indexed; now it cannot be read
+            with self._interrupts.held():
+                self.store.remove([item.key])
+                self._report(FileResult(item.result.path, "removed", item.result.message))
+            return
+        self._report(item.result)
+
+    def _vanished(self, c: _Candidate, old: DocumentRow | None) -> None:
+        with self._interrupts.held():
+            if old is not None:
+                self.store.remove([c.key])
+            self._report(FileResult(c.rel_path, "removed", "deleted while being indexed"))
 
     def _report_indexed(self, c: _Candidate, old: DocumentRow | None, pages: int, passages: int,
                         message: str = "") -> None:
-        status = "updated" if old is not None else "indexed"
-        self._report(FileResult(_display(c.rel_path), status, message, pages, passages))
+        # "updated" replaces text the index had; a file that failed before is newly "indexed".
+        status = "updated" if old is not None and old.status in ("indexed", "updated") else "indexed"
+        self._report(FileResult(c.rel_path, status, message, pages, passages))
 
     def _report_unchanged(self, c: _Candidate, old: DocumentRow) -> None:
         if old.status in ("indexed", "updated"):
-            self._report(FileResult(_display(c.rel_path), "unchanged", "", old.page_count,
-                                    self._passage_count(c.abs_path)))
+            self._report(FileResult(c.rel_path, "unchanged", old.message, old.page_count,
+                                    self._passage_count(c.key)))
         else:  # still the same problem: say it again, so every run names its failures
-            self._report(FileResult(_display(c.rel_path), old.status, old.message))
+            self._report(FileResult(c.rel_path, old.status, old.message))
 
     def _write_problem(self, c: _Candidate, sha: str, status: str, message: str) -> None:
         # A problem replaces any older version of the file: its text is no longer what's there.
-        self.store.put_document(self._row(c, sha, c.kind, 0, status, message))
-        self._report(FileResult(_display(c.rel_path), status, message))
+        with self._interrupts.held():
+            self.store.put_document(self._row(c, sha, c.kind, 0, status, message))
+            self._report(FileResult(c.rel_path, status, message))
 
-    def _remove_missing(self, paths: Sequence[str | os.PathLike[str]], seen: set[str]) -> None:
+    def _remove_missing(self, paths: Sequence[str | os.PathLike[str]]) -> None:
         for given in paths:
             top = Path(os.path.expanduser(os.fspath(given))).absolute()
             if not top.is_dir():
                 continue
-            gone = [d for d in self.store.documents(under=str(top)) if d.abs_path not in seen]
+            gone = [d for d in self.store.documents(under=as_text(str(top)))
+                    if d.abs_path not in self._seen and not self._under_unlisted(d.abs_path)]
             for doc in gone:
-                self.store.remove([doc.abs_path])
-                self._report(FileResult(_display(doc.path), "removed", "file is gone"))
+                with self._interrupts.held():
+                    self.store.remove([doc.abs_path])
+                    self._seen.add(doc.abs_path)
+                    self._report(FileResult(doc.path, "removed", "file is gone"))
+
+    def _under_unlisted(self, key: str) -> bool:
+        return any(key == folder or key.startswith(folder.rstrip(os.sep) + os.sep)
+                   for folder in self._unlisted)
 
     def _report(self, result: FileResult) -> None:
         self.files.append(result)
@@ -329,8 +523,22 @@ class Indexer:
             self.progress(result)
 
 
+def _mb(size: int) -> str:
+    return f"{size / 2**20:.3g} MB"  # MiB, like --max-size
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            pass
+    return f"exit code {exitcode}"
+
+
 def report(index: str, files: Sequence[FileResult], *, interrupted: bool = False) -> IndexReport:
-    """Counts are derived from the per-file statuses, so they always agree with ``files``."""
+    """Counts are derived from the per-file statuses, so they always agree with ``files``;
+    files are listed by path, so a report does not depend on which worker finished first."""
     statuses = [f.status for f in files]
     return IndexReport(
         index=index,
@@ -340,6 +548,6 @@ def report(index: str, files: Sequence[FileResult], *, interrupted: bool = False
         removed=statuses.count("removed"),
         failed=sum(s in PROBLEM_STATUSES and s != "unsupported" for s in statuses),
         skipped=statuses.count("unsupported"),
-        files=tuple(files),
+        files=tuple(sorted(files, key=lambda f: f.path)),
         interrupted=interrupted,
     )

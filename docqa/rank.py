@@ -99,6 +99,7 @@ def _citations(group: Sequence[tuple[float, float, float, Span]], page_of: Calla
                 passage_id=hit.passage_id,
                 context=context,
                 context_start=context_start,
+                document_id=hit.document_id,
             )
         )
     return tuple(out)

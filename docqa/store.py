@@ -18,11 +18,14 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:
+    import sqlite_utils
 
-from docqa.errors import BadIndex, DiskFull, IndexLocked, IndexNotFound, IndexReadOnly, SchemaMismatch
+from docqa.errors import BadIndex, DiskFull, DocQAError, IndexLocked, IndexNotFound, IndexReadOnly, SchemaMismatch
 from docqa.types import PAGE_BREAK, PROBLEM_STATUSES, IndexInfo, Passage, Problem
 
 SCHEMA_VERSION = 1
@@ -78,6 +81,21 @@ def _is_disk_full(err: sqlite3.Error) -> bool:
     return "disk is full" in text or "database or disk is full" in text or "disk i/o error" in text
 
 
+def index_error(path: Path, err: sqlite3.Error) -> DocQAError:
+    """The typed error, with what to do, for a SQLite failure on the index at ``path``."""
+    text = str(err).lower()
+    if _is_disk_full(err):
+        return DiskFull(
+            f"cannot write {path} ({err}): the disk is full or failing; free some space and "
+            "re-run (everything indexed before this document is kept)"
+        )
+    if "readonly" in text or "read-only" in text:
+        return IndexReadOnly(f"cannot write {path} ({err}); check the permissions of it and its folder")
+    if "locked" in text or "busy" in text:
+        return IndexLocked(f"{path} is busy ({err}): another program holds it; try again when it is done")
+    return BadIndex(f"{path} is damaged ({err}); delete it and re-run `docqa index`")
+
+
 class Store:
     """An open index. Use as a context manager, or call ``close()``."""
 
@@ -104,9 +122,10 @@ class Store:
             except OSError as err:
                 raise IndexReadOnly(f"cannot create {self.path.parent}: {err.strerror}") from err
         self.conn = self._connect(readonly)
-        self.db = sqlite_utils.Database(self.conn)
         try:
             self._check_or_init(create=create, settings=settings)
+            self.settings: dict[str, object] = json.loads(self._meta("settings") or "{}")
+            self.schema_version = int(self._meta("schema_version") or 0)
         except sqlite3.DatabaseError as err:
             self.conn.close()
             raise BadIndex(
@@ -116,8 +135,6 @@ class Store:
         except BaseException:
             self.conn.close()
             raise
-        self.settings: dict[str, object] = json.loads(self._meta("settings") or "{}")
-        self.schema_version = int(self._meta("schema_version") or 0)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -138,12 +155,14 @@ class Store:
                 conn = sqlite3.connect(str(self.path), check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         except sqlite3.Error as err:
-            raise BadIndex(f"cannot open {self.path}: {err}") from err
+            raise BadIndex(
+                f"cannot open {self.path} ({err}); if it is damaged, delete it and re-run `docqa index`"
+            ) from err
         return conn
 
     def _check_or_init(self, *, create: bool, settings: dict[str, object] | None) -> None:
         app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
-        tables = set(self.db.table_names())
+        tables = self._tables()
         if app_id == APPLICATION_ID:
             version = int(self._meta("schema_version") or 0)
             if version != SCHEMA_VERSION:
@@ -152,7 +171,7 @@ class Store:
                     f"{SCHEMA_VERSION}; rebuild it: delete the file and re-run `docqa index`"
                 )
             if not self.readonly:
-                self.conn.execute("PRAGMA journal_mode = WAL")
+                self._use_wal()
             return
         if tables:
             raise BadIndex(
@@ -167,9 +186,16 @@ class Store:
             raise IndexReadOnly(f"{self.path} is read-only and holds no index yet")
         self._create_schema({**DEFAULT_SETTINGS, **(settings or {})})
 
+    def _use_wal(self) -> None:
+        # WAL lets searches read while the indexer writes. NORMAL sync is WAL's intended
+        # partner: a commit survives docqa being killed, and a power cut can lose only the
+        # last commits, never consistency; it saves an fsync per document.
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+
     def _create_schema(self, settings: dict[str, object]) -> None:
         try:
-            self.conn.execute("PRAGMA journal_mode = WAL")
+            self._use_wal()
         except sqlite3.OperationalError as err:
             raise IndexReadOnly(f"cannot write {self.path}: {err}") from err
         db = self.db
@@ -227,8 +253,19 @@ class Store:
             )
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
+    @cached_property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the same connection, for schema and bulk writes. Imported on
+        first write only: it pulls in numpy, which would slow `docqa search`'s cold start."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
     def _meta(self, key: str) -> str | None:
-        if "meta" not in self.db.table_names():
+        if "meta" not in self._tables():
             return None
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
@@ -253,15 +290,8 @@ class Store:
                 yield db
                 # Bumped with every change: caches built from the passages (rank-bm25) key on it.
                 db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-        except sqlite3.OperationalError as err:
-            if _is_disk_full(err):
-                raise DiskFull(
-                    f"the disk holding {self.path} is full; free some space and re-run "
-                    "(everything indexed before this document is kept)"
-                ) from err
-            if "readonly" in str(err).lower() or "read-only" in str(err).lower():
-                raise IndexReadOnly(f"cannot write {self.path}: {err}") from err
-            raise
+        except sqlite3.Error as err:
+            raise index_error(self.path, err) from err
 
     def put_document(
         self, row: DocumentRow, pages: Sequence[str] = (), passages: Sequence[Passage] = ()
@@ -343,42 +373,34 @@ class Store:
         return int(self._meta("generation") or 0)
 
     def document(self, abs_path: str) -> DocumentRow | None:
-        rows = list(self.db["documents"].rows_where("abs_path = ?", [abs_path]))
-        return DocumentRow(**rows[0]) if rows else None
+        return next(self._documents("abs_path = ?", (abs_path,)), None)
 
     def document_by_id(self, doc_id: int) -> DocumentRow | None:
-        rows = list(self.db["documents"].rows_where("id = ?", [doc_id]))
-        return DocumentRow(**rows[0]) if rows else None
+        return next(self._documents("id = ?", (doc_id,)), None)
 
     def find_by_path(self, path: str) -> DocumentRow | None:
         """A document by its relative or absolute path (relative first)."""
         for column in ("path", "abs_path"):
-            rows = list(self.db["documents"].rows_where(f"{column} = ?", [path], limit=1))
-            if rows:
-                return DocumentRow(**rows[0])
+            found = next(self._documents(f"{column} = ?", (path,)), None)
+            if found is not None:
+                return found
         resolved = str(Path(path).expanduser().resolve())
         return self.document(resolved)
 
     def documents_with_sha(self, sha256: str) -> list[DocumentRow]:
-        return [
-            DocumentRow(**r)
-            for r in self.db["documents"].rows_where(
-                "sha256 = ? AND status IN ('indexed', 'updated')", [sha256]
-            )
-        ]
+        return list(self._documents("sha256 = ? AND status IN ('indexed', 'updated')", (sha256,)))
 
     def documents(self, under: str | None = None) -> Iterator[DocumentRow]:
         if under is None:
-            rows = self.db["documents"].rows_where(order_by="path")
-        else:
-            prefix = under.rstrip(os.sep) + os.sep
-            rows = self.db["documents"].rows_where(
-                "abs_path = ? OR substr(abs_path, 1, ?) = ?",
-                [under, len(prefix), prefix],
-                order_by="path",
-            )
-        for r in rows:
-            yield DocumentRow(**r)
+            return self._documents("1")
+        prefix = under.rstrip(os.sep) + os.sep
+        return self._documents("abs_path = ? OR substr(abs_path, 1, ?) = ?", (under, len(prefix), prefix))
+
+    def _documents(self, where: str, params: Sequence[object] = ()) -> Iterator[DocumentRow]:
+        cursor = self.conn.execute(f"SELECT * FROM documents WHERE {where} ORDER BY path", params)
+        columns = [d[0] for d in cursor.description]
+        for row in cursor:
+            yield DocumentRow(**dict(zip(columns, row)))
 
     def pages(self, doc_id: int) -> list[str]:
         return [
@@ -394,21 +416,24 @@ class Store:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def page(self, doc_id: int, number: int) -> tuple[int, str] | None:
+        """Page ``number``'s offset in the document text, and its text."""
+        row = self.conn.execute(
+            "SELECT start, text FROM pages WHERE document_id = ? AND number = ?", (doc_id, number)
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
     def document_text(self, doc_id: int) -> str:
         """The text that passage and citation offsets index into."""
         return PAGE_BREAK.join(self.pages(doc_id))
 
-    def passage_window(self, doc_id: int, ordinal: int, before: int = 1, after: int = 1) -> list[dict]:
-        """A passage with its neighbours (for widening a hit)."""
-        return list(
-            self.db["passages"].rows_where(
-                "document_id = ? AND ordinal BETWEEN ? AND ?",
-                [doc_id, ordinal - before, ordinal + after],
-                order_by="ordinal",
-            )
-        )
-
     def info(self) -> IndexInfo:
+        try:
+            return self._info()
+        except sqlite3.Error as err:
+            raise index_error(self.path, err) from err
+
+    def _info(self) -> IndexInfo:
         def count(sql: str) -> int:
             return int(self.conn.execute(sql).fetchone()[0])
 

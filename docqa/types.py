@@ -59,6 +59,20 @@ class Passage:
     text: str
 
 
+DEFAULT_MAX_MB = 200
+DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_MEMORY_MB = 2048
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one file may cost the indexer: bytes on disk, seconds and memory to extract."""
+
+    max_bytes: int = DEFAULT_MAX_MB * 1024 * 1024
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    memory_bytes: int = DEFAULT_MEMORY_MB * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class FileResult:
     path: str
@@ -161,6 +175,7 @@ class Citation:
     passage_id: int
     context: str
     context_start: int
+    document_id: int = 0  # the page is GET /documents/{document_id}/pages/{page} in `docqa serve`
 
 
 @dataclass(frozen=True)
@@ -178,6 +193,18 @@ class Timings:
     retrieve_s: float = 0.0
     read_s: float = 0.0
     load_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One question retrieved and read but not yet ranked: ``DocQA.rank`` makes it an
+    ``AskResult``. Kept apart so answers can be re-ranked (another ``mu``) without re-reading."""
+
+    question: str
+    hits: tuple[Hit, ...]
+    contexts: tuple[Context, ...]
+    spans: tuple[Span, ...]
+    timings: Timings = field(default_factory=Timings)
 
 
 @dataclass(frozen=True)

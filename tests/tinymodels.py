@@ -91,6 +91,9 @@ class FactPassage:
     text: str
     facts: tuple[Fact, ...]
     answer_starts: tuple[int, ...]  # offset of each fact's value in ``text``
+    # (sentence start, sentence end, subject start, subject end) for each sentence; subject -1
+    # when the sentence names no entity. Training supervises attention with it.
+    layout: tuple[tuple[int, int, int, int], ...] = ()
 
     def answer_start(self, fact: Fact) -> int:
         return self.answer_starts[self.facts.index(fact)]
@@ -111,19 +114,16 @@ class FactGenerator:
                 return name
 
     def facts(self, n: int) -> list[Fact]:
-        """``n`` facts over a few entities, so the same entity has several attributes."""
-        entities = [self.name() for _ in range(max(1, (n + 1) // 2))]
-        pairs = [(e, a) for e in entities for a in ATTRIBUTES]
-        chosen = self.rng.sample(pairs, n)
+        """``n`` facts about ``n`` different entities (attributes repeat across entities)."""
         return [
             Fact(
-                entity=e,
-                attribute=a,
+                entity=self.name(),
+                attribute=self.rng.choice(ATTRIBUTES),
                 value=self.name(),
                 template=self.rng.randrange(len(FACT_TEMPLATES)),
                 question_template=self.rng.randrange(len(QUESTION_TEMPLATES)),
             )
-            for e, a in chosen
+            for _ in range(n)
         ]
 
     def passage(self, n_facts: int = 6, fillers: int | None = None) -> FactPassage:
@@ -135,17 +135,21 @@ class FactGenerator:
             template = self.rng.choice(FILLERS)
             sentences.append(template.format(e=self.rng.choice(entities), n=self.name()))
         self.rng.shuffle(sentences)
-        text, starts, order = "", {}, []
+        text, starts, order, layout = "", {}, [], []
         for s in sentences:
             if text:
                 text += " "
+            sentence, subject = (s.sentence, s.entity) if isinstance(s, Fact) else (s, _subject(s, entities))
             if isinstance(s, Fact):
-                starts[s] = len(text) + s.sentence.rindex(s.value)
+                starts[s] = len(text) + sentence.rindex(s.value)
                 order.append(s)
-                text += s.sentence
-            else:
-                text += s
-        return FactPassage(text=text, facts=tuple(order), answer_starts=tuple(starts[f] for f in order))
+            at = sentence.find(subject) if subject else -1
+            layout.append((len(text), len(text) + len(sentence), -1 if at < 0 else len(text) + at,
+                           -1 if at < 0 else len(text) + at + len(subject)))
+            text += sentence
+        return FactPassage(
+            text=text, facts=tuple(order), answer_starts=tuple(starts[f] for f in order), layout=tuple(layout)
+        )
 
     def examples(self, n: int, n_facts: tuple[int, int] = (1, 8)) -> Iterator[tuple[str, str, int, str]]:
         """``(question, context, answer_start, answer_text)`` for training or evaluation."""
@@ -153,6 +157,11 @@ class FactGenerator:
             passage = self.passage(self.rng.randint(*n_facts))
             fact = self.rng.choice(passage.facts)
             yield fact.question, passage.text, passage.answer_start(fact), fact.value
+
+
+def _subject(sentence: str, entities: Sequence[str]) -> str:
+    named = [e for e in entities if e in sentence]
+    return min(named, key=sentence.index) if named else ""
 
 
 def cased_tokenizer(vocab_dir: Path = CASED_VOCAB) -> PreTrainedTokenizerBase:

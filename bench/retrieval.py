@@ -1,0 +1,345 @@
+"""Retrieval benchmark (issue 3): recall@k on SQuAD-format sets, latency at 10k-1M passages.
+
+    python bench/retrieval.py recall            # SQuAD v1.1 dev + PolicyQA dev, every choice
+    python bench/retrieval.py latency --sizes 10000,100000,1000000
+
+Recall: each article is one document (paragraphs joined with blank lines) indexed with
+``docqa.split`` at the default passage size; a question counts as found at k when a gold answer
+(SQuAD-normalised) occurs in one of its top-k passages (DrQA's ``has_answer``).
+Latency: synthetic English passages resampled from the sentences of both datasets, questions of
+5-12 words from the real ones; query time in-process and whole-process ``docqa search``.
+Indexes and results go to ``--work`` (default ``out/bench-retrieval``); tables print as markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from docqa.datasets import Article, load_squad, questions_of  # noqa: E402
+from docqa.evaluate import has_answer  # noqa: E402
+from docqa.retrieve import STOPWORDS, BM25Retriever, FTS5Retriever, Retriever  # noqa: E402
+from docqa.split import split_pages  # noqa: E402
+from docqa.store import DEFAULT_SETTINGS, DocumentRow, Store  # noqa: E402
+from docqa.types import Passage  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+DATASETS = {
+    "squad-dev": DATA / "squad" / "dev-v1.1.json",
+    "policyqa-dev": DATA / "qa_datasets" / "policyqa" / "dev.json",
+}
+KS = (1, 5, 10, 20)
+PORTER = "porter unicode61 remove_diacritics 2"
+PLAIN = "unicode61 remove_diacritics 2"
+LUCENE_STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then "
+    "there these they this to was will with".split()
+)
+STOPWORD_LISTS = {"none": frozenset(), "lucene": LUCENE_STOPWORDS, "nltk": STOPWORDS}
+
+
+# -- indexes -----------------------------------------------------------------------------------
+
+
+def _row(path: str, size: int, pages: int) -> DocumentRow:
+    return DocumentRow(
+        path=path, abs_path=f"/bench/{path}", root="/bench", size=size, mtime=0.0,
+        sha256=path, kind="txt", page_count=pages, status="indexed", message="",
+    )
+
+
+def dataset_index(dataset: str, tokenizer: str, work: Path) -> Path:
+    """An index of one SQuAD-format set (built once per tokenizer)."""
+    slug = "porter" if tokenizer == PORTER else re.sub(r"\W+", "-", tokenizer)
+    path = work / f"{dataset}-{slug}.db"
+    if path.exists():
+        return path
+    words, overlap = int(DEFAULT_SETTINGS["passage_words"]), int(DEFAULT_SETTINGS["overlap_words"])
+    tmp = path.with_suffix(".tmp.db")
+    tmp.unlink(missing_ok=True)
+    with Store(tmp, create=True, settings={"fts_tokenizer": tokenizer}) as store:
+        for article in load_squad(DATASETS[dataset]):
+            passages = split_pages([article.text], words=words, overlap=overlap)
+            store.put_document(_row(f"{article.index:03d}-{article.title}.txt", len(article.text), 1),
+                               [article.text], passages)
+    tmp.rename(path)
+    return path
+
+
+# -- recall ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recall:
+    dataset: str
+    retriever: str
+    tokenizer: str
+    stopwords: str
+    questions: int
+    at: dict[int, float]
+    ms_per_question: float
+
+
+def first_hit(retriever: Retriever, question: str, answers: Sequence[str], k: int) -> int | None:
+    for hit in retriever.search(question, k=k).hits:
+        if has_answer(answers, hit.text):
+            return hit.rank
+    return None
+
+
+def recall(dataset: str, retriever: Retriever, articles: list[Article], label: dict[str, str]) -> Recall:
+    questions = [q for q in questions_of(articles) if q.answerable]
+    t0 = time.perf_counter()
+    ranks = [first_hit(retriever, q.question, q.answers, max(KS)) for q in questions]
+    elapsed = time.perf_counter() - t0
+    at = {k: sum(r is not None and r <= k for r in ranks) / len(ranks) for k in KS}
+    return Recall(dataset, retriever.name, label["tokenizer"], label["stopwords"], len(ranks), at,
+                  1000 * elapsed / len(ranks))
+
+
+def run_recall(args: argparse.Namespace) -> list[Recall]:
+    results = []
+    for dataset in args.datasets.split(","):
+        articles = load_squad(DATASETS[dataset])
+        for tokenizer in args.tokenizers.split(";"):
+            path = dataset_index(dataset, tokenizer, args.work)
+            for stop_name in args.stopwords.split(","):
+                stop = STOPWORD_LISTS[stop_name]
+                with Store(path, readonly=True) as store:
+                    makers: dict[str, Callable[[], Retriever]] = {
+                        "fts5": lambda: FTS5Retriever(store, stopwords=stop),
+                        "rank-bm25": lambda: BM25Retriever(store, cache_dir=args.work, stopwords=stop),
+                    }
+                    for name in args.retrievers.split(","):
+                        r = recall(dataset, makers[name](), articles,
+                                   {"tokenizer": tokenizer, "stopwords": stop_name})
+                        print(json.dumps(r.__dict__), file=sys.stderr, flush=True)
+                        results.append(r)
+        results += budget_sweep(dataset, articles, args)
+    return results
+
+
+def budget_sweep(dataset: str, articles: list[Article], args: argparse.Namespace) -> list[Recall]:
+    """Recall of the default choice when the FTS5 row budget binds (see ``restricted_match``)."""
+    results = []
+    with Store(dataset_index(dataset, PORTER, args.work), readonly=True) as store:
+        passages = store.info().passages
+        for budget in map(int, filter(None, args.row_budgets.split(","))):
+            r = recall(dataset, FTS5Retriever(store, row_budget=budget), articles,
+                       {"tokenizer": PORTER, "stopwords": "nltk"})
+            r = Recall(**{**r.__dict__, "retriever": f"fts5, row budget {budget} ({100 * budget / passages:.1f}%)"})
+            print(json.dumps(r.__dict__), file=sys.stderr, flush=True)
+            results.append(r)
+    return results
+
+
+def recall_table(results: Sequence[Recall]) -> str:
+    lines = [
+        "| dataset | retriever | tokenizer | stop-words | questions | R@1 | R@5 | R@10 | R@20 | ms/q |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        cells = " | ".join(f"{100 * r.at[k]:.1f}" for k in KS)
+        lines.append(f"| {r.dataset} | {r.retriever} | `{r.tokenizer}` | {r.stopwords} | {r.questions} | "
+                     f"{cells} | {r.ms_per_question:.1f} |")
+    return "\n".join(lines)
+
+
+# -- latency -----------------------------------------------------------------------------------
+
+SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+PASSAGES_PER_DOCUMENT = 500  # a long report: 60k words
+
+
+def corpus_sentences() -> list[str]:
+    sentences = []
+    for path in DATASETS.values():
+        for article in load_squad(path):
+            sentences.extend(s for s in SENTENCE.split(article.text.replace("\n\n", " ")) if len(s.split()) >= 4)
+    return sentences
+
+
+def real_questions(rng: random.Random, n: int) -> list[str]:
+    pool = [
+        q.question for path in DATASETS.values() for q in questions_of(load_squad(path))
+        if 5 <= len(q.question.split()) <= 12
+    ]
+    return rng.sample(pool, n)
+
+
+def synthetic_passage(rng: random.Random, sentences: list[str], words: int) -> str:
+    out: list[str] = []
+    count = 0
+    while count < words:
+        s = rng.choice(sentences)
+        out.append(s)
+        count += len(s.split())
+    return " ".join(out)
+
+
+def synthetic_index(size: int, work: Path, seed: int = 0) -> Path:
+    """``size`` passages of ~120 words in documents of ``PASSAGES_PER_DOCUMENT`` passages,
+    written one document (one transaction) at a time through ``Store.put_document``."""
+    path = work / f"synthetic-{size}.db"
+    if path.exists():
+        return path
+    rng = random.Random(seed)
+    sentences = corpus_sentences()
+    words = int(DEFAULT_SETTINGS["passage_words"])
+    tmp = path.with_suffix(".tmp.db")
+    tmp.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    with Store(tmp, create=True) as store:
+        for d in range(0, size, PASSAGES_PER_DOCUMENT):
+            texts = [synthetic_passage(rng, sentences, words) for _ in range(min(PASSAGES_PER_DOCUMENT, size - d))]
+            passages, start = [], 0
+            for i, text in enumerate(texts):
+                passages.append(Passage(ordinal=i, start=start, end=start + len(text), page=1, last_page=1, text=text))
+                start += len(text) + 1
+            doc = " ".join(texts)
+            store.put_document(_row(f"synthetic/doc{d // PASSAGES_PER_DOCUMENT:05d}.txt", len(doc), 1), [doc], passages)
+        store.conn.execute("INSERT INTO passages_fts(passages_fts) VALUES ('optimize')")
+    tmp.rename(path)
+    print(f"built {path.name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return path
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+def query_times(retriever: Retriever, questions: Sequence[str]) -> list[float]:
+    retriever.search(questions[0])  # loads what a first query loads (rank-bm25's model)
+    out = []
+    for q in questions:
+        t0 = time.perf_counter()
+        retriever.search(q, k=10)
+        out.append(1000 * (time.perf_counter() - t0))
+    return out
+
+
+LIBRARY_SEARCH = (
+    "import sys; from docqa.store import Store; from docqa.retrieve import make_retriever; "
+    "print(make_retriever(Store(sys.argv[1], readonly=True), sys.argv[2]).search(sys.argv[3]).hits[0].path)"
+)
+
+
+def cold_process(index: Path, retriever: str, question: str, runs: int, *, cli: bool) -> float:
+    """Median wall time of a whole process to first result: ``docqa search``, or just the
+    retrieval library (``python -c``), in seconds."""
+    if cli:
+        command = [sys.executable, "-m", "docqa", "search", question, "-i", str(index), "--retriever", retriever, "--json"]
+    else:
+        command = [sys.executable, "-c", LIBRARY_SEARCH, str(index), retriever, question]
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+@dataclass(frozen=True)
+class Latency:
+    passages: int
+    retriever: str
+    p50_ms: float
+    p90_ms: float
+    cold_s: float  # ``docqa search``
+    cold_library_s: float  # ``python -c`` importing only the retrieval path
+    build_s: float  # rank-bm25: building its model (first search on a fresh index)
+
+
+def run_latency(args: argparse.Namespace) -> list[Latency]:
+    rng = random.Random(1)
+    questions = real_questions(rng, args.questions)
+    results = []
+    for size in map(int, args.sizes.split(",")):
+        index = synthetic_index(size, args.work)
+        for name in args.retrievers.split(","):
+            if name == "rank-bm25" and size > args.bm25_max:
+                continue
+            build = 0.0
+            with Store(index, readonly=True) as store:
+                if name == "fts5":
+                    r: Retriever = FTS5Retriever(store)
+                else:
+                    r = BM25Retriever(store, cache_dir=args.work)
+                    r.cache_path.unlink(missing_ok=True)
+                    t0 = time.perf_counter()
+                    r.model()
+                    build = time.perf_counter() - t0
+                times = query_times(r, questions[: args.bm25_questions if name == "rank-bm25" else None])
+            cold = cold_process(index, name, questions[0], args.cold_runs, cli=True)
+            cold_lib = cold_process(index, name, questions[0], args.cold_runs, cli=False)
+            lat = Latency(size, name, statistics.median(times), percentile(times, 0.9), cold, cold_lib, build)
+            print(json.dumps(lat.__dict__), file=sys.stderr, flush=True)
+            results.append(lat)
+    return results
+
+
+def latency_table(results: Sequence[Latency]) -> str:
+    lines = [
+        "| passages | retriever | p50 ms | p90 ms | cold `docqa search` s | cold library s | model build s |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        build = f"{r.build_s:.1f}" if r.retriever == "rank-bm25" else "-"
+        lines.append(f"| {r.passages:,} | {r.retriever} | {r.p50_ms:.1f} | {r.p90_ms:.1f} | {r.cold_s:.2f} | "
+                     f"{r.cold_library_s:.2f} | {build} |")
+    by = {(r.passages, r.retriever): r for r in results}
+    ratios = [
+        f"| {n:,} | {by[n, 'rank-bm25'].p50_ms / f.p50_ms:.0f}x | {by[n, 'rank-bm25'].cold_s / f.cold_s:.1f}x | "
+        f"{by[n, 'rank-bm25'].cold_library_s / f.cold_library_s:.1f}x |"
+        for (n, name), f in by.items() if name == "fts5" and (n, "rank-bm25") in by
+    ]
+    if ratios:
+        lines += ["", "| passages | rank-bm25 / fts5, p50 query | whole `docqa search` | whole library process |",
+                  "|---:|---:|---:|---:|"]
+        lines += ratios
+    return "\n".join(lines)
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-retrieval")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("recall", help="recall@k of each retriever and tokenizer choice")
+    rec.add_argument("--datasets", default=",".join(DATASETS))
+    rec.add_argument("--tokenizers", default=f"{PORTER};{PLAIN}", help="';'-separated FTS5 tokenizer settings")
+    rec.add_argument("--stopwords", default=",".join(STOPWORD_LISTS))
+    rec.add_argument("--retrievers", default="fts5,rank-bm25")
+    rec.add_argument("--row-budgets", default="", help="FTS5 row budgets to sweep, e.g. 300,100")
+    lat = sub.add_parser("latency", help="query and whole-process time at several index sizes")
+    lat.add_argument("--sizes", default="10000,100000,1000000")
+    lat.add_argument("--retrievers", default="fts5,rank-bm25")
+    lat.add_argument("--bm25-max", type=int, default=100_000, help="largest index to try rank-bm25 on")
+    lat.add_argument("--questions", type=int, default=500)
+    lat.add_argument("--bm25-questions", type=int, default=100)
+    lat.add_argument("--cold-runs", type=int, default=5)
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.command == "recall":
+        print(recall_table(run_recall(args)))
+    else:
+        print(latency_table(run_latency(args)))
+
+
+if __name__ == "__main__":
+    main()

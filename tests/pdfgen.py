@@ -1,0 +1,189 @@
+"""A tiny test-only PDF writer: ``write_pdf(path, pages)``, one PDF page per string.
+
+Why not fpdf2 or reportlab: their built-in Helvetica takes Latin-1 only, so SQuAD text (en
+dashes, Greek, CJK...) would need an embedded TrueType font found somewhere on the machine,
+and the glyphs it lacks (CJK in DejaVu) are dropped: the words would not come back as written.
+
+What it writes: US Letter pages, text at 10 pt (smaller when a page's text would not fit),
+lines wrapped at spaces only (never inside a word or at a hyphen, so nothing is dehyphenated
+on the way back), a blank line between paragraphs ("\\n\\n"). Characters that Windows-1252
+covers use the standard Type1 Helvetica (renders as written in any viewer); any other
+character goes through a small Type0 font whose ToUnicode map gives it back exactly to text
+extractors (viewers draw a substitute glyph). ``docqa.extract`` of the file gives every page
+back with the same words in the same order (``page.split() == clean_text(text).split()``);
+only white space differs (wrapped lines, paragraph breaks). Two exceptions: right-to-left words
+(Arabic, Hebrew) come back reversed, as pypdf takes PDF text for visual order, and U+FEFF is
+left out.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from collections.abc import Callable, Sequence
+from itertools import groupby
+from pathlib import Path
+
+from pypdf import PdfReader, PdfWriter
+
+PAGE_WIDTH, PAGE_HEIGHT, MARGIN = 612, 792, 72
+FONT_SIZE = 10.0
+LEADING = 1.4  # line height as a multiple of the font size
+
+
+def write_pdf(path: str | Path, pages: Sequence[str], *, password: str | None = None) -> Path:
+    """Write ``pages`` (one string per page; "" gives a blank page) as a PDF at ``path``.
+
+    With ``password`` the file is AES-256 encrypted with that user password (pypdf).
+    Returns ``path`` as a ``Path``."""
+    path = Path(path)
+    data = _pdf_bytes(pages)
+    if password is not None:
+        writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+        writer.encrypt(user_password=password, owner_password=None, algorithm="AES-256")
+        buffer = io.BytesIO()
+        writer.write(buffer)
+        data = buffer.getvalue()
+    path.write_bytes(data)
+    return path
+
+
+def _pdf_bytes(pages: Sequence[str]) -> bytes:
+    cids: dict[str, int] = {}  # character outside Windows-1252 -> its code in the Type0 font
+    streams = [_content(page, cids) for page in pages]
+    objects: list[bytes] = []
+
+    def add(body: bytes) -> int:
+        objects.append(body)
+        return len(objects)  # object number
+
+    catalog = add(b"")  # filled in below, once the page tree's number is known
+    helvetica = add(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
+    fonts = f"/F1 {helvetica} 0 R".encode()
+    if cids:
+        fonts += f" /F2 {_add_unicode_font(add, cids)} 0 R".encode()
+    tree = len(objects) + 1 + 2 * len(pages)  # after every page and its content stream
+    kids = []
+    for stream in streams:
+        content = add(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
+        kids.append(
+            add(
+                b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 %d %d] /Contents %d 0 R "
+                b"/Resources << /Font << %s >> >> >>" % (tree, PAGE_WIDTH, PAGE_HEIGHT, content, fonts)
+            )
+        )
+    refs = " ".join(f"{k} 0 R" for k in kids).encode()
+    add(b"<< /Type /Pages /Kids [%s] /Count %d >>" % (refs, len(kids)))
+    objects[catalog - 1] = b"<< /Type /Catalog /Pages %d 0 R >>" % tree
+    return _serialise(objects, catalog)
+
+
+def _add_unicode_font(add: Callable[[bytes], int], cids: dict[str, int]) -> int:
+    descriptor = add(
+        b"<< /Type /FontDescriptor /FontName /DocqaUnicode /Flags 32 /FontBBox [0 -200 1000 900] "
+        b"/ItalicAngle 0 /Ascent 900 /Descent -200 /CapHeight 700 /StemV 80 >>"
+    )
+    cid_font = add(
+        b"<< /Type /Font /Subtype /CIDFontType2 /BaseFont /DocqaUnicode /CIDToGIDMap /Identity "
+        b"/CIDSystemInfo << /Registry (Adobe) /Ordering (Identity) /Supplement 0 >> "
+        b"/FontDescriptor %d 0 R /DW 1000 >>" % descriptor
+    )
+    cmap = _to_unicode(cids)
+    to_unicode = add(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(cmap), cmap))
+    return add(
+        b"<< /Type /Font /Subtype /Type0 /BaseFont /DocqaUnicode /Encoding /Identity-H "
+        b"/DescendantFonts [%d 0 R] /ToUnicode %d 0 R >>" % (cid_font, to_unicode)
+    )
+
+
+def _to_unicode(cids: dict[str, int]) -> bytes:
+    entries = [f"<{cid:04X}> <{char.encode('utf-16-be').hex().upper()}>" for char, cid in cids.items()]
+    blocks = []
+    for i in range(0, len(entries), 100):  # at most 100 entries per block
+        chunk = entries[i : i + 100]
+        blocks.append(f"{len(chunk)} beginbfchar\n" + "\n".join(chunk) + "\nendbfchar")
+    return (
+        "/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n"
+        "/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n"
+        "/CMapName /DocqaUnicode def\n/CMapType 2 def\n"
+        "1 begincodespacerange\n<0000> <FFFF>\nendcodespacerange\n"
+        + "\n".join(blocks)
+        + "\nendcmap\nCMapName currentdict /CMap defineresource pop\nend\nend"
+    ).encode("ascii")
+
+
+def _content(page: str, cids: dict[str, int]) -> bytes:
+    # U+FEFF has no glyph, and pypdf takes it for a right-to-left character (it would move the
+    # spaces next to it), so it is left out.
+    size, lines = _fit(page.replace("\ufeff", ""))
+    ops = [f"BT {size * LEADING:.2f} TL {MARGIN} {PAGE_HEIGHT - MARGIN} Td"]
+    for line in lines:
+        for font, run in _runs(line):
+            if font == "F1":
+                hexed = run.encode("cp1252").hex()
+            else:
+                hexed = "".join(f"{cids.setdefault(c, len(cids) + 1):04x}" for c in run)
+            ops.append(f"/{font} {size:.2f} Tf <{hexed}> Tj")
+        ops.append("T*")
+    ops.append("ET")
+    return "\n".join(ops).encode("ascii")
+
+
+def _fit(page: str) -> tuple[float, list[str]]:
+    """The largest font size (at most ``FONT_SIZE``) whose wrapped lines fit on the page."""
+    size = FONT_SIZE
+    while True:
+        # Helvetica averages about half an em per character.
+        lines = _wrap(page, int((PAGE_WIDTH - 2 * MARGIN) / (0.5 * size)))
+        if len(lines) * size * LEADING <= PAGE_HEIGHT - 2 * MARGIN or size < 1:
+            return size, lines
+        size *= 0.8
+
+
+def _wrap(page: str, width: int) -> list[str]:
+    lines: list[str] = []
+    for i, paragraph in enumerate(page.split("\n\n")):
+        if i:
+            lines.append("")
+        for raw in paragraph.split("\n"):
+            wrapped = textwrap.wrap(raw, width, break_long_words=False, break_on_hyphens=False)
+            lines.extend(_no_trailing_hyphen(wrapped))
+    return lines
+
+
+def _no_trailing_hyphen(lines: list[str]) -> list[str]:
+    """Move a word ending in "-" to the next line, so "pre- and post-war" is not read back as a
+    hyphenated word ("preand")."""
+    out = list(lines)
+    for i in range(len(out) - 1):
+        head, _, last = out[i].rpartition(" ")
+        if last.endswith("-") and head:
+            out[i], out[i + 1] = head, f"{last} {out[i + 1]}"
+    return out
+
+
+def _runs(line: str) -> list[tuple[str, str]]:
+    """Split a line into (font, text) runs: "F1" for Windows-1252 characters, else "F2"."""
+    return [(font, "".join(chars)) for font, chars in groupby(line, key=_font_of)]
+
+
+def _font_of(char: str) -> str:
+    try:
+        char.encode("cp1252")
+    except UnicodeEncodeError:
+        return "F2"
+    return "F1"
+
+
+def _serialise(objects: list[bytes], root: int) -> bytes:
+    out = io.BytesIO()
+    out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n%s\nendobj\n" % (number, body))
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
+    out.write(b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, root, xref))
+    return out.getvalue()
