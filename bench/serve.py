@@ -4,10 +4,11 @@
     python bench/serve.py --requests 400 --clients 16 --model DIR
 
 The held-out SQuAD v1.1 dev articles 40-47 are indexed as text files; their questions are asked
-over HTTP on loopback by ``--clients`` threads (one keep-alive connection each), first against a
-server that batches concurrent questions (``--max-batch``), then against the same server with
-batches of one. Each mode gets a fresh ``DocQA`` with the model loaded and warmed before the
-clock starts. Errors (any non-200) are counted and must be zero. Prints a markdown table.
+over HTTP on loopback by ``--clients`` threads (one keep-alive connection each) to two servers in
+this process: one batches concurrent questions (``--max-batch``), the other reads them one at a
+time (batches of one). Each has its own ``DocQA``, model loaded and warmed before the clock
+starts; they take turns (``--rounds``), so both see the same machine. Errors (any non-200) are
+counted and must be zero. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,18 +84,34 @@ def load(url: str, questions: Sequence[str], clients: int, passages: int) -> tup
     return time.perf_counter() - t0, errors, latencies
 
 
-def measure(index: Path, model: str, threads: int | None, mode: str, max_batch: int,
-            questions: Sequence[str], clients: int, passages: int) -> Run:
-    with DocQA(index, model=model, threads=threads) as qa, running(create_app(qa, max_batch=max_batch)) as url:
-        with httpx.Client(base_url=url, timeout=300) as http:
-            while http.get("/health").json()["status"] == "loading":
-                time.sleep(0.1)
-        load(url, questions[:clients], clients, passages)  # warm-up: first calls are slow in torch
-        before = _batching(url)
-        seconds, errors, latencies = load(url, questions, clients, passages)
-        after = _batching(url)
-    return Run(mode, max_batch, seconds, len(questions), errors, tuple(latencies),
-               after["batches"] - before["batches"], after["largest"])
+def measure(index: Path, model: str, threads: int | None, modes: Sequence[tuple[str, int]],
+            questions: Sequence[str], clients: int, passages: int, rounds: int) -> list[Run]:
+    """Both servers run side by side and take turns, a slice of the questions per round (the
+    order alternating), so drift in the machine's load hits every mode alike."""
+    with ExitStack() as stack:
+        urls = []
+        for _, max_batch in modes:
+            qa = stack.enter_context(DocQA(index, model=model, threads=threads))
+            urls.append(stack.enter_context(running(create_app(qa, max_batch=max_batch))))
+        for url in urls:
+            with httpx.Client(base_url=url, timeout=300) as http:
+                while http.get("/health").json()["status"] == "loading":
+                    time.sleep(0.1)
+            load(url, questions[:clients], clients, passages)  # warm-up: first calls are slow in torch
+        before = [_batching(url) for url in urls]
+        totals: list[tuple[float, int, list[float]]] = [(0.0, 0, []) for _ in modes]
+        for r in range(rounds):
+            share = questions[r::rounds]
+            order = range(len(modes)) if r % 2 == 0 else reversed(range(len(modes)))
+            for m in order:
+                seconds, errors, latencies = load(urls[m], share, clients, passages)
+                t, e, lat = totals[m]
+                totals[m] = (t + seconds, e + errors, lat + latencies)
+        after = [_batching(url) for url in urls]
+    return [
+        Run(mode, max_batch, t, len(questions), e, tuple(lat), a["batches"] - b["batches"], a["largest"])
+        for (mode, max_batch), (t, e, lat), b, a in zip(modes, totals, before, after)
+    ]
 
 
 def _batching(url: str) -> dict[str, int]:
@@ -122,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--passages", type=int, default=10, help="Passages read per question.")
+    parser.add_argument("--rounds", type=int, default=4, help="Turns each mode takes (alternating).")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores).")
     parser.add_argument("--articles", default="40-47", help="SQuAD dev articles to index (held out).")
     args = parser.parse_args(argv)
@@ -134,10 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         index = Path(tmp) / "bench.db"
         with DocQA(index) as qa:
             qa.index([folder])
-        runs = [
-            measure(index, args.model, args.threads, mode, max_batch, questions, args.clients, args.passages)
-            for mode, max_batch in (("batched", args.max_batch), ("one at a time", 1))
-        ]
+        modes = (("batched", args.max_batch), ("one at a time", 1))
+        runs = measure(index, args.model, args.threads, modes, questions, args.clients, args.passages, args.rounds)
     print(f"model {args.model}; {os.cpu_count()} CPUs; {len(pool)} questions over SQuAD dev articles "
           f"{args.articles}; {args.passages} passages read per question\n")
     print(table(runs, args.clients))

@@ -223,9 +223,32 @@ def analyse(args: argparse.Namespace) -> None:
             em, f = open_scores(data, k, best)
             print(f"| {k} | {read_recall(data, k):.1f} | {best:.1f} | {em:.1f} | {f:.1f} | {f / gold:.1%} |")
         print(f"\nmu at k={args.k}: " + ", ".join(f"{m:.1f}: {open_scores(data, args.k, m)[1]:.1f}" for m in MUS))
+        center, scale = platt(data, args.k)
+        print(f"\nPlatt fit at k={args.k} (reader's best span exactly right vs its raw score): "
+              f"READER_CENTER {center:.2f}, READER_SCALE {scale:.2f}")
     if args.mu is not None:
         _threshold_table(data, args.k, args.mu)
         _temperature_table(data, args.k, args.mu)
+
+
+def platt(data: dict, k: int) -> tuple[float, float]:
+    """Logistic fit P(EM) = sigmoid((raw - center) / scale) over each question's best span by
+    raw score (the order ``mu = 1`` gives, whatever the scale), by Newton's method."""
+    import numpy as np
+
+    x, y = [], []
+    for r, cs in zip(data["records"], data["cands"]):
+        best = max((c for c in cs if c.rank <= k), key=lambda c: c.raw, default=None)
+        if best is not None:
+            x.append(best.raw)
+            y.append(best_over_golds(exact_match, best.text, r.question.answers))
+    xs, ys, w = np.array(x), np.array(y), np.zeros(2)
+    design = np.stack([xs, np.ones_like(xs)], axis=1)
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-design @ w))
+        hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
+        w -= np.linalg.solve(hessian, design.T @ (p - ys))
+    return -w[1] / w[0], 1 / w[0]
 
 
 def _threshold_table(data: dict, k: int, mu: float) -> None:

@@ -1,9 +1,11 @@
 """Answer ranking: spans from many passages -> merged, scored, cited answers.
 
 Scales (both in [0, 1], so ``mu`` weighs like with like):
-- reader: ``sigmoid(score / 2)``, i.e. the sigmoid of the mean of the raw start and end logits.
-  It is monotone in the raw logit sum, so it compares across windows and passages (a per-window
+- reader: ``sigmoid((score - READER_CENTER) / READER_SCALE)`` of the raw start+end logit sum.
+  It is monotone in the raw score, so it compares across windows and passages (a per-window
   softmax would not), and it is absolute, so a threshold means the same for every question.
+  The constants are a Platt fit of "the reader's best span is exactly right" on held-out
+  questions (docs/evaluation.md): the scale is then a probability, not saturated near 1.
 - retriever: the hit's BM25 score divided by the best hit's score for this question.
 ``fused = mu * reader + (1 - mu) * retriever``. Candidates whose normalised text is the same are
 one answer carrying all its citations (best first) and its best fused score. ``confidence`` is a
@@ -24,6 +26,8 @@ from docqa.types import Answer, Citation, Hit, Span
 DEFAULT_MU = 0.7
 DEFAULT_THRESHOLD = 0.0
 CONFIDENCE_TEMPERATURE = 0.1
+READER_CENTER = 10.6  # raw logit sum at which the reader's best span is right half the time
+READER_SCALE = 1.9
 CONTEXT_CHARS = 120  # shown around an answer on each side
 
 
@@ -34,7 +38,8 @@ class Ranked:
 
 
 def reader_scale(score: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, score / 2.0))))
+    z = (score - READER_CENTER) / READER_SCALE
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
 
 def rank_answers(

@@ -491,6 +491,7 @@ def writer_lock(index_path: Path) -> Iterator[None]:
     """
     lock_path = Path(f"{index_path}.lock")
     try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
         raise IndexReadOnly(f"cannot write beside {index_path}: {err.strerror}") from err

@@ -132,7 +132,7 @@ def test_bare_index_name_means_indexes_folder(tmp_path: Path, monkeypatch: pytes
     "content, expected",
     [
         (b"", "no index"),
-        (b"garbage garbage garbage garbage" * 100, "not a usable SQLite database"),
+        (b"garbage garbage garbage garbage" * 100, "file is not a database"),
     ],
 )
 def test_unusable_index_is_one_line_error(tmp_path: Path, content: bytes, expected: str) -> None:

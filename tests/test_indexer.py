@@ -24,8 +24,7 @@ from pdfgen import write_pdf
 
 from docqa.api import DocQA
 from docqa.cli import cli
-from docqa.indexer import Limits
-from docqa.types import PROBLEM_STATUSES, STATUSES
+from docqa.types import PROBLEM_STATUSES, STATUSES, Limits
 
 PASSWORDS = ("foo", "asdfzxcv", "openpassword", "test")
 
@@ -95,7 +94,8 @@ def test_run_that_cannot_proceed_exits_1_with_one_line(tmp_path: Path) -> None:
     not_a_folder.write_text("x")
     result = subprocess.run(docqa("index", folder, "-i", not_a_folder / "i.db"), capture_output=True, text=True)
     assert result.returncode == 1
-    assert result.stderr == f"Error: cannot write beside {not_a_folder / 'i.db'}: Not a directory\n"
+    assert result.stderr.startswith(f"Error: cannot write beside {not_a_folder / 'i.db'}: ")
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_incremental_add_modify_delete_rename_touch(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from docqa.rank import CONFIDENCE_TEMPERATURE, rank_answers, reader_scale
+from docqa.rank import CONFIDENCE_TEMPERATURE, READER_CENTER, READER_SCALE, rank_answers, reader_scale
 from docqa.types import Context, Hit, Span
 
 DOC_A = "Paris is the capital of France. Lyon is a large city in France, smaller than Paris."
@@ -37,7 +37,7 @@ def rank(spans: list[Span], **kw: float):
 def test_fused_score_is_mu_weighted_sum_of_normalised_parts() -> None:
     ranked = rank([_span(HIT_B, "Berlin", 6.0)], mu=0.7)
     (answer,) = ranked.answers
-    assert answer.reader_score == pytest.approx(1 / (1 + math.exp(-3.0)))
+    assert answer.reader_score == pytest.approx(1 / (1 + math.exp(-(6.0 - READER_CENTER) / READER_SCALE)))
     assert answer.retriever_score == pytest.approx(4.0 / 8.0)
     assert answer.score == pytest.approx(0.7 * answer.reader_score + 0.3 * 0.5)
 

@@ -1,10 +1,10 @@
 """Tiny real BERT QA models for tests, built offline from a config and the shared cased vocab.
 
 - ``build_tiny_random(path)``: random weights; exercises loading, windowing and decoding.
-- ``train_tiny_qa(path)``: trained here in seconds on templated facts ("The code of Zorbia is
-  Quelm." / "What is the code of Zorbia?" -> "Quelm"), so end-to-end tests can check that the
-  right answer comes back from the right file. Facts use made-up names drawn at random, so the
-  model must learn to pick the value of the asked entity and attribute, not memorise names.
+- ``train_tiny_qa(path)``: a reader of templated facts ("The code of Zorbia is Quelm." /
+  "What is the code of Zorbia?" -> "Quelm"), built and trained here in seconds, so end-to-end
+  tests can check that the right answer comes back from the right file and page. Names are made
+  up at random, so it must find the value of the asked entity, not recall names it has seen.
 
 Both are saved with ``save_pretrained`` together with their (cased) tokenizer, so
 ``Reader(model=str(path))`` loads them the way it loads a real model.
@@ -20,11 +20,12 @@ Writing documents with facts for a test::
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from transformers import BertConfig, PreTrainedTokenizerBase
@@ -44,15 +45,16 @@ QUESTION_TEMPLATES = (
     "Which {a} does {e} have?",
     "What {a} is used in {e}?",
 )
-# Sentences that name entities or value-like words but state no fact: the model must not answer
-# with the first capitalised word near the asked entity.
+# Sentences that name entities or other made-up names but state no fact: the model must not
+# answer with any capitalised word near the asked entity. (No "is" in them, and no entity right
+# before a sentence's end, so a fact's subject is always the nearest name before its value.)
 FILLERS = (
-    "Nothing else is recorded about {e}.",
+    "Nothing more was recorded about {e} that year.",
     "Travellers often visit {e} in the spring.",
     "{e} lies beyond the grey hills.",
     "Many stories have been written about {e} and {n}.",
     "The people of {e} trade with {n}.",
-    "Some say {n} was once part of {e}.",
+    "Some say {e} was once ruled by {n}.",
     "It rained for days.",
     "The old maps are hard to read.",
 )
@@ -91,9 +93,6 @@ class FactPassage:
     text: str
     facts: tuple[Fact, ...]
     answer_starts: tuple[int, ...]  # offset of each fact's value in ``text``
-    # (sentence start, sentence end, subject start, subject end) for each sentence; subject -1
-    # when the sentence names no entity. Training supervises attention with it.
-    layout: tuple[tuple[int, int, int, int], ...] = ()
 
     def answer_start(self, fact: Fact) -> int:
         return self.answer_starts[self.facts.index(fact)]
@@ -127,29 +126,23 @@ class FactGenerator:
         ]
 
     def passage(self, n_facts: int = 6, fillers: int | None = None) -> FactPassage:
-        """Facts in random order mixed with filler sentences (~100 words for 6 facts)."""
+        """Facts in random order mixed with filler sentences (~90 words for 6 facts)."""
         facts = self.facts(n_facts)
-        entities = sorted({f.entity for f in facts})
+        entities = [f.entity for f in facts]
         sentences: list[Fact | str] = list(facts)
         for _ in range(n_facts + 2 if fillers is None else fillers):
-            template = self.rng.choice(FILLERS)
-            sentences.append(template.format(e=self.rng.choice(entities), n=self.name()))
+            sentences.append(self.rng.choice(FILLERS).format(e=self.rng.choice(entities), n=self.name()))
         self.rng.shuffle(sentences)
-        text, starts, order, layout = "", {}, [], []
-        for s in sentences:
-            if text:
-                text += " "
-            sentence, subject = (s.sentence, s.entity) if isinstance(s, Fact) else (s, _subject(s, entities))
-            if isinstance(s, Fact):
-                starts[s] = len(text) + sentence.rindex(s.value)
-                order.append(s)
-            at = sentence.find(subject) if subject else -1
-            layout.append((len(text), len(text) + len(sentence), -1 if at < 0 else len(text) + at,
-                           -1 if at < 0 else len(text) + at + len(subject)))
-            text += sentence
-        return FactPassage(
-            text=text, facts=tuple(order), answer_starts=tuple(starts[f] for f in order), layout=tuple(layout)
-        )
+        text, order, starts = "", [], []
+        for sentence in sentences:
+            text += " " if text else ""
+            if isinstance(sentence, Fact):
+                order.append(sentence)
+                starts.append(len(text) + sentence.sentence.rindex(sentence.value))
+                text += sentence.sentence
+            else:
+                text += sentence
+        return FactPassage(text=text, facts=tuple(order), answer_starts=tuple(starts))
 
     def examples(self, n: int, n_facts: tuple[int, int] = (1, 8)) -> Iterator[tuple[str, str, int, str]]:
         """``(question, context, answer_start, answer_text)`` for training or evaluation."""
@@ -157,11 +150,6 @@ class FactGenerator:
             passage = self.passage(self.rng.randint(*n_facts))
             fact = self.rng.choice(passage.facts)
             yield fact.question, passage.text, passage.answer_start(fact), fact.value
-
-
-def _subject(sentence: str, entities: Sequence[str]) -> str:
-    named = [e for e in entities if e in sentence]
-    return min(named, key=sentence.index) if named else ""
 
 
 def cased_tokenizer(vocab_dir: Path = CASED_VOCAB) -> PreTrainedTokenizerBase:
@@ -204,27 +192,22 @@ def _save(model: object, tokenizer: PreTrainedTokenizerBase, path: Path) -> Path
 
 
 def encode_examples(
-    tokenizer: PreTrainedTokenizerBase,
-    examples: Sequence[tuple[str, str, int, str]],
-    max_len: int = 384,
-) -> dict[str, object]:
+    tokenizer: PreTrainedTokenizerBase, examples: Sequence[tuple[str, str, int, str]], max_len: int = 384
+) -> dict[str, Any]:
     """Tokenise ``[CLS] q [SEP] context [SEP]`` and find each answer's token span."""
     import torch
 
-    questions = [q for q, _, _, _ in examples]
-    contexts = [c for _, c, _, _ in examples]
     enc = tokenizer(
-        questions, contexts, truncation="only_second", max_length=max_len, padding=True,
-        return_offsets_mapping=True, return_tensors="pt",
+        [q for q, _, _, _ in examples], [c for _, c, _, _ in examples], truncation="only_second",
+        max_length=max_len, padding=True, return_offsets_mapping=True, return_tensors="pt",
     )
     starts, ends = [], []
     for i, (_, _, a_start, a_text) in enumerate(examples):
         a_end = a_start + len(a_text)
-        seq = enc.sequence_ids(i)
         offsets = enc["offset_mapping"][i].tolist()
-        tok = [j for j, s in enumerate(seq) if s == 1 and offsets[j][0] < a_end and offsets[j][1] > a_start]
-        starts.append(tok[0])
-        ends.append(tok[-1])
+        inside = [j for j, s in enumerate(enc.sequence_ids(i)) if s == 1 and offsets[j][0] < a_end and offsets[j][1] > a_start]
+        starts.append(inside[0])
+        ends.append(inside[-1])
     return {
         "input_ids": enc["input_ids"],
         "token_type_ids": enc["token_type_ids"],
@@ -234,38 +217,246 @@ def encode_examples(
     }
 
 
-def train_tiny_qa(
-    path: str | Path,
-    *,
-    seed: int = 0,
-    steps: int = 600,
-    batch_size: int = 32,
-    lr: float = 2e-3,
-    hidden: int = 64,
-    layers: int = 2,
-    heads: int = 4,
-) -> Path:
-    """Train a tiny QA model on templated facts (seconds on CPU) and save it with its tokenizer."""
+# --- the trained fact reader ---------------------------------------------------------------------
+#
+# A transformer learns to *match* a question's name against the passage only after a long
+# plateau (minutes to hours of CPU), far too slow for a test fixture. So the model starts from
+# weights that already hold the circuit a trained reader would find, written down by hand, and
+# is then fine-tuned on fresh random facts. The circuit, in a BERT with 3 layers and 4 heads:
+#
+#   layer 0  head 0: a passage token attends to question tokens holding the same word piece
+#                    ("match"); function words of the templates never match; [CLS] is the sink
+#            head 1: previous token is "is"        head 2: next token is "."
+#   layer 1  head 0: share of matched name pieces 2-8 tokens back ("my sentence's subject is
+#                    the asked entity"), minus unmatched name pieces; FFN: start = prev-is AND that
+#            head 1: a "." within the last 5 tokens (a later sentence's end is no answer's end)
+#   layer 2  head 0: a good start 0-6 tokens back; FFN: end = next-is-"." AND that
+#
+# The residual stream is split into subspaces: word identity, positions (sinusoids, each as
+# (sin, cos, -sin, -cos) so every embedding has zero mean and LayerNorm's centring is a no-op),
+# token type (a +/- pair) and one +/- pair per computed feature.
+
+_H, _HEADS, _HD = 208, 4, 52  # hidden size, heads, head size
+_WORD, _MATCH_DIMS = 80, 40  # word-identity dims; the part of it that "match" compares
+_POS0, _PAIRS = 80, 24  # position dims start here: 24 frequencies x 4
+_TYPE = 176  # token type pair
+_F = {"match": 178, "prev_is": 180, "next_dot": 182, "subj": 184, "end": 186, "period": 188,
+      "name": 190, "start": 192, "endscore": 194}  # each a (+x, -x) pair
+
+
+import os
+_SUBJ_WIN = (int(os.environ.get("SW0", -6)), -2)
+_SUBJ_KEY = float(os.environ.get("SK", 1.0))
+_END_KEY = os.environ.get("EK", "prev_is")
+_END_GAIN = float(os.environ.get("EG", 1.0))
+_TH = float(os.environ.get("TH", 2.0)); _GB = float(os.environ.get("GB", 1.0))
+
+
+def train_tiny_qa(path: str | Path, *, seed: int = 0, steps: int = 40, batch_size: int = 16, lr: float = 3e-4) -> Path:
+    """The fact reader (see above), fine-tuned ``steps`` steps on random facts, saved with its
+    cased tokenizer. Deterministic for a seed; a few seconds on a CPU."""
     import torch
-    from transformers import BertForQuestionAnswering
 
     torch.manual_seed(seed)
     tokenizer = cased_tokenizer()
-    model = BertForQuestionAnswering(
-        tiny_config(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                    intermediate_size=hidden * 2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    )
-    model.train()
+    model = wired_fact_reader(tokenizer, seed)
+    embeddings = model.bert.embeddings
+    embeddings.word_embeddings.weight.requires_grad_(False)  # unseen names stay like seen ones
+    embeddings.position_embeddings.weight.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     gen = FactGenerator(seed=seed + 1000)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.1)
+    model.train()
     for _ in range(steps):
-        batch = encode_examples(tokenizer, list(gen.examples(batch_size)))
-        loss = model(**batch).loss
+        loss = model(**encode_examples(tokenizer, list(gen.examples(batch_size, n_facts=(2, 6))))).loss
         optimiser.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimiser.step()
-        schedule.step()
     model.eval()
     return _save(model, tokenizer, Path(path))
+
+
+def wired_fact_reader(tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> Any:
+    """A BertForQuestionAnswering whose weights hold the fact-reading circuit described above."""
+    import torch
+    from transformers import BertForQuestionAnswering
+
+    config = tiny_config(hidden_size=_H, num_hidden_layers=3, num_attention_heads=_HEADS, intermediate_size=64,
+                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = BertForQuestionAnswering(config)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        words, match_basis = _embed(model, tokenizer, g)
+        s = 1 / math.sqrt((_WORD - 1 + 2 * _PAIRS + 8) / _H)  # LayerNorm's scale for a typical token
+        layers = model.bert.encoder.layer
+        _wire_layer0(layers[0], tokenizer, words, match_basis, s)
+        _window_head(layers[1].attention, 0, _SUBJ_WIN, key=("name", _SUBJ_KEY), value=("match", 0.0), out="subj", s=s)
+        _window_head(layers[1].attention, 1, (-5, -1), key=None, value=None, out="period", s=s,
+                     word=words[tokenizer.convert_tokens_to_ids(".")])
+        _window_head(layers[2].attention, 0, (-6, int(os.environ.get("EW1", 1))), key=(_END_KEY, _END_GAIN), value=("start", 0.0), out="end", s=s)
+        for layer in layers:  # FFNs: silent but able to learn
+            layer.intermediate.dense.weight[1:].normal_(0, 0.05, generator=g)
+        _and_unit(layers[1], "prev_is", "subj", "start")
+        _and_unit(layers[2], "next_dot", "end", "endscore")
+        qa = model.qa_outputs.weight
+        for row, weights in ((0, {"start": 3.0, "prev_is": 1.0, "subj": 1.0}),
+                             (1, {"endscore": 3.0, "next_dot": 1.0, "end": 1.0, "period": -3.0})):
+            for name, w in weights.items():
+                qa[row, _F[name]] = w
+    return model
+
+
+def _template_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    ids = set(tokenizer.all_special_ids)
+    for text in (*FACT_TEMPLATES, *QUESTION_TEMPLATES, *FILLERS):
+        ids.update(tokenizer(text.format(a="", e="", v="", n=""), add_special_tokens=False)["input_ids"])
+    if os.environ.get("ATTRT"):
+        for text in ATTRIBUTES:
+            ids.update(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return sorted(ids)
+
+
+def _embed(model: Any, tokenizer: PreTrainedTokenizerBase, g: Any) -> tuple[Any, Any]:
+    """Word vectors (zero-mean; template words outside the match subspace), sinusoid positions,
+    token types; returns the word vectors and the match subspace's basis."""
+    import torch
+
+    emb = model.bert.embeddings
+    vocab = emb.word_embeddings.weight.shape[0]
+    basis = torch.linalg.qr(torch.cat([torch.ones(_WORD, 1), torch.randn(_WORD, _WORD - 1, generator=g)], 1))[0]
+    match, rest = basis[:, 1 : 1 + _MATCH_DIMS].T, basis[:, 1 + _MATCH_DIMS :].T  # zero-mean directions
+    u = torch.randn(vocab, _MATCH_DIMS, generator=g)
+    u = u / u.norm(dim=1, keepdim=True) * math.sqrt(_MATCH_DIMS)  # every name piece matches equally
+    r = torch.randn(vocab, _WORD - 1 - _MATCH_DIMS, generator=g)
+    template = torch.tensor(_template_ids(tokenizer))
+    u[template] = 0
+    r[template] *= math.sqrt((_WORD - 1) / (_WORD - 1 - _MATCH_DIMS))
+    words = u @ match + r @ rest
+    emb.word_embeddings.weight[:, :_WORD] = words
+    names = torch.ones(vocab)
+    names[template] = 0
+    emb.word_embeddings.weight[:, _F["name"]] = names
+    emb.word_embeddings.weight[:, _F["name"] + 1] = -names
+    emb.position_embeddings.weight[:, _POS0 : _POS0 + 4 * _PAIRS] = _quads(emb.position_embeddings.weight.shape[0])
+    for kind, sign in ((0, 1.0), (1, -1.0)):
+        emb.token_type_embeddings.weight[kind, _TYPE] = 2.0 * sign
+        emb.token_type_embeddings.weight[kind, _TYPE + 1] = -2.0 * sign
+    for module in model.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            module.weight.fill_(1.0)
+    return words, match
+
+
+def _omegas() -> Any:
+    import torch
+
+    return 2 * math.pi / torch.logspace(math.log10(2.2), math.log10(800), _PAIRS)
+
+
+def _quads(positions: int) -> Any:
+    import torch
+
+    angle = torch.arange(positions)[:, None].float() * _omegas()
+    out = torch.zeros(positions, 4 * _PAIRS)
+    out[:, 0::4], out[:, 1::4] = torch.sin(angle), torch.cos(angle)
+    out[:, 2::4], out[:, 3::4] = -out[:, 0::4], -out[:, 1::4]
+    return out
+
+
+def _position_kernel(inside: tuple[int, int]) -> tuple[Any, Any]:
+    """Query/key maps (2*pairs x 4*pairs) with q_i . k_j ~ 1 when ``j - i`` lies in ``inside``,
+    ~0 elsewhere: a least-squares fit of a sum of cosines and sines of the offset."""
+    import torch
+
+    om = _omegas()
+    d = torch.arange(-400, 401).float()
+    basis = torch.stack([f(w * d) for w in om for f in (torch.cos, torch.sin)], 1)
+    target = ((d >= inside[0]) & (d <= inside[1])).float()
+    weight = torch.where(target > 0, 20.0, 1.0)[:, None]
+    sol = torch.linalg.lstsq(basis * weight, target[:, None] * weight).solution[:, 0]
+    sol = sol / (basis @ sol).max()
+    q, k = torch.zeros(2 * _PAIRS, 4 * _PAIRS), torch.zeros(2 * _PAIRS, 4 * _PAIRS)
+    for n in range(_PAIRS):
+        c, sn = sol[2 * n], sol[2 * n + 1]
+        q[2 * n, 4 * n], q[2 * n, 4 * n + 1] = c, sn  # q . (sin_j, cos_j) = c cos(w d) + sn sin(w d)
+        q[2 * n + 1, 4 * n], q[2 * n + 1, 4 * n + 1] = -sn, c
+        k[2 * n, 4 * n], k[2 * n + 1, 4 * n + 1] = 1.0, 1.0
+    return q, k
+
+
+def _write(dense: Any, name: str, column: int, gain: float) -> None:
+    dense.weight[_F[name], column] = gain
+    dense.weight[_F[name] + 1, column] = -gain
+
+
+def _read(row: Any, name: str, gain: float) -> None:
+    row[_F[name]] = gain / 2
+    row[_F[name] + 1] = -gain / 2
+
+
+def _wire_layer0(layer: Any, tokenizer: PreTrainedTokenizerBase, words: Any, basis: Any, s: float) -> None:
+    att = layer.attention
+    q, k, v, o = att.self.query, att.self.key, att.self.value, att.output.dense
+    root = math.sqrt(_HD)
+    positions = slice(_POS0, _POS0 + 4 * _PAIRS)
+    # head 0: same word piece in the question (+12 logits), question side preferred (+-8),
+    # [CLS] as the "nothing matched" sink (+6); its value says "question token, not [CLS]".
+    alpha = math.sqrt(12 * root / (_MATCH_DIMS * s * s))
+    q.weight[:_MATCH_DIMS, :_WORD] = alpha * basis
+    k.weight[:_MATCH_DIMS, :_WORD] = alpha * basis
+    kappa = math.sqrt(8 * root) / (4 * s)
+    q.weight[_MATCH_DIMS, _TYPE], q.weight[_MATCH_DIMS, _TYPE + 1] = -kappa, kappa
+    k.weight[_MATCH_DIMS, _TYPE], k.weight[_MATCH_DIMS, _TYPE + 1] = kappa, -kappa
+    cls = words[tokenizer.cls_token_id]
+    q.bias[_MATCH_DIMS + 1] = 1.0
+    k.weight[_MATCH_DIMS + 1, :_WORD] = 6 * root / (s * cls.norm()) * cls / cls.norm()
+    v.weight[0, _TYPE], v.weight[0, _TYPE + 1] = 0.25, -0.25
+    v.weight[0, :_WORD] = -cls / cls.norm() ** 2
+    _write(o, "match", 0, 3.0 / s)
+    # heads 1, 2: the neighbouring token's word, compared with "is" / "."
+    for head, offset, token, name in ((1, -1, "is", "prev_is"), (2, 1, ".", "next_dot")):
+        pq, pk = _position_kernel((offset, offset))
+        rows = slice(head * _HD, head * _HD + 2 * _PAIRS)
+        q.weight[rows, positions] = 24.0 * root / (s * s) * pq
+        k.weight[rows, positions] = pk
+        word = words[tokenizer.convert_tokens_to_ids(token)]
+        v.weight[head * _HD, :_WORD] = word / word.norm() ** 2
+        _write(o, name, head * _HD, 1.0 / s)
+
+
+def _window_head(att: Any, head: int, inside: tuple[int, int], *, key: tuple[str, float] | None,
+                 value: tuple[str, float] | None, out: str, s: float, word: Any = None) -> None:
+    """A head that attends to tokens ``inside`` (offsets) of itself, preferring those whose
+    ``key`` feature is high (or that are ``word``), and copies their ``value`` feature (minus
+    ``penalty`` x unmatched name pieces) or their being ``word`` into feature ``out``."""
+    q, k, v, o = att.self.query, att.self.key, att.self.value, att.output.dense
+    root, first, last = math.sqrt(_HD), head * _HD, head * _HD + _HD - 1
+    pq, pk = _position_kernel(inside)
+    q.weight[first : first + 2 * _PAIRS, _POS0 : _POS0 + 4 * _PAIRS] = 16.0 * root / (s * s) * pq
+    k.weight[first : first + 2 * _PAIRS, _POS0 : _POS0 + 4 * _PAIRS] = pk
+    q.bias[last] = 1.0
+    if word is not None:
+        k.weight[last, :_WORD] = 6 * root / s * word / word.norm() ** 2
+        v.weight[first, :_WORD] = word / word.norm() ** 2
+    if key is not None:
+        name, gain = key
+        k.weight[last, _F[name]], k.weight[last, _F[name] + 1] = gain * root / s, -gain * root / s
+    if value is not None:
+        name, penalty = value
+        _read(v.weight[first], name, 1 + penalty)
+        if penalty:
+            _read(v.weight[first], "name", -penalty * 3.0 / s)
+    _write(o, out, first, 1.0 / s)
+
+
+def _and_unit(layer: Any, a: str, b: str, out: str) -> None:
+    """FFN unit 0 = GELU(2 a + b - 2): high only when both features are."""
+    w1, w2 = layer.intermediate.dense, layer.output.dense
+    w1.weight[0].zero_()
+    _read(w1.weight[0], a, 2.0)
+    _read(w1.weight[0], b, _GB)
+    w1.bias[0] = -_TH
+    _write(w2, out, 0, 1.0)

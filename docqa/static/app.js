@@ -168,8 +168,19 @@ function answerItem(answer) {
       el("span", { class: "confidence", text: `${percent(answer.confidence)} confidence` }), bar),
     el("blockquote", { class: "context" }, first.context_start > 0 ? "…" : "", context.frag, "…"),
     el("p", { class: "cites" }, "Source: ",
-      ...answer.citations.flatMap((c, i) => [i ? ", " : "", citeButton(c.path, c.page, c.document_id, c.start, c.end, answer.text)])),
+      ...onePerPage(answer.citations).flatMap((c, i) => [i ? ", " : "", citeButton(c.path, c.page, c.document_id, c.start, c.end, answer.text)])),
   );
+}
+
+// Citations come best first; near-identical spans ("Lul" / "Lul.") would repeat a page's label.
+function onePerPage(citations) {
+  const seen = new Set();
+  return citations.filter((c) => {
+    const key = `${c.document_id}/${c.page}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 function passageItem(hit) {

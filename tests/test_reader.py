@@ -1,0 +1,358 @@
+"""The reader: loading (offline, cased, errors), windowing, batching, decoding, real answers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from docqa.errors import ModelError
+from docqa.reader import DEFAULT_MODEL, DEFAULT_TOKENIZER, Reader, decode_spans
+from docqa.types import Context, Hit
+from tinymodels import FactGenerator, cased_tokenizer
+
+from conftest import CASED_VOCAB, PROXY_MODEL, SQUAD
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach the hub
+
+LONG = " ".join(
+    f"Paragraph {n}: the Denver Broncos played {n} games in Zürich and scored {n * 3} points." for n in range(60)
+)
+
+
+def context(text: str, start: int = 0, path: str = "doc.txt", passage_id: int = 1) -> Context:
+    hit = Hit(rank=1, score=1.0, passage_id=passage_id, path=path, page=1, last_page=1, start=start,
+              end=start + len(text), text=text)
+    return Context(hit=hit, text=text, start=start)
+
+
+@pytest.fixture(scope="module")
+def reader(tiny_model_dir: Path) -> Reader:
+    r = Reader(model=str(tiny_model_dir), device="cpu", max_seq_len=128, doc_stride=32)
+    r.load()
+    return r
+
+
+# --- decoding --------------------------------------------------------------------------------
+
+
+def brute_force(start: np.ndarray, end: np.ndarray, mask: np.ndarray, max_len: int, top_n: int) -> list:
+    spans = [
+        (float(start[s] + end[e]), s, e)
+        for s in range(len(start))
+        for e in range(s, min(len(start), s + max_len))
+        if mask[s] and mask[e]
+    ]
+    return sorted(spans, reverse=True)[:top_n]
+
+
+def test_decode_spans_agrees_with_brute_force_on_random_logits() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        rows, length = int(rng.integers(1, 5)), int(rng.integers(1, 40))
+        max_len, top_n = int(rng.integers(1, 12)), int(rng.integers(1, 8))
+        start = rng.normal(size=(rows, length)).astype(np.float32)
+        end = rng.normal(size=(rows, length)).astype(np.float32)
+        mask = np.zeros((rows, length), dtype=bool)
+        for r in range(rows):  # a contiguous context part, possibly empty
+            a = int(rng.integers(0, length + 1))
+            mask[r, a : int(rng.integers(a, length + 1))] = True
+        starts, ends, scores = decode_spans(start, end, mask, max_len, top_n)
+        for r in range(rows):
+            got = [(round(v, 4), s, e) for s, e, v in
+                   zip(starts[r].tolist(), ends[r].tolist(), scores[r].tolist()) if v != float("-inf")]
+            want = [(round(v, 4), s, e) for v, s, e in brute_force(start[r], end[r], mask[r], max_len, top_n)]
+            assert got == want
+
+
+def test_decode_spans_handles_torch_input_and_no_valid_span() -> None:
+    start = torch.tensor([[0.0, 5.0, 1.0, 0.0]])
+    end = torch.tensor([[0.0, 1.0, 4.0, 9.0]])
+    starts, ends, scores = decode_spans(start, end, torch.tensor([[False, True, True, False]]), 30, 2)
+    assert (starts[0].tolist(), ends[0].tolist(), scores[0].tolist()) == ([1, 1], [2, 1], [9.0, 6.0])
+    _, _, none = decode_spans(start, end, torch.zeros((1, 4), dtype=torch.bool), 30, 2)
+    assert torch.isinf(none).all()
+
+
+# --- windowing and reading ---------------------------------------------------------------------
+
+
+def test_windows_match_the_tokenizers_own_overflow_windows(reader: Reader) -> None:
+    from docqa.reader import _plan_windows
+
+    tok = reader._tokenizer
+    question = "How many games did the Broncos play?"
+    enc = tok(question, LONG, truncation="only_second", max_length=128, stride=32,
+              return_overflowing_tokens=True)
+    plan = _plan_windows(tok, reader._template, [question], [[context(LONG)]], 128, 32)
+    assert len(plan.windows) == len(enc["input_ids"]) > 3
+    assert [list(w.ids) for w in plan.windows] == enc["input_ids"]
+
+
+def test_long_passage_spans_slice_back_to_document_text(reader: Reader) -> None:
+    prefix = "Title page.\f"
+    document = prefix + LONG
+    spans = reader.read(["Where did the Broncos play?"], [[context(LONG, start=len(prefix))]])[0]
+    assert len(spans) > 10  # several windows, several spans each
+    for span in spans:
+        assert document[span.start : span.end] == span.text
+        assert span.text and span.text == span.text.strip()
+    assert len({(s.start, s.end) for s in spans}) == len(spans)  # overlapping windows deduped
+    assert [s.score for s in spans] == sorted((s.score for s in spans), reverse=True)
+    assert max(s.end for s in spans) > len(document) // 2  # later windows were read too
+
+
+def test_batched_reading_equals_one_by_one(tiny_model_dir: Path) -> None:
+    gen = FactGenerator(seed=3)
+    passages = [gen.passage(n_facts=n) for n in (1, 3, 6, 8)]
+    questions = [p.facts[0].question for p in passages]
+    contexts = [[context(p.text, path=f"{i}.txt") for i, p in enumerate(passages)] for _ in questions]
+    contexts[1].append(context(LONG, path="long.txt"))
+    batched = Reader(model=str(tiny_model_dir), batch_size=16, max_seq_len=128, doc_stride=32)
+    single = Reader(model=str(tiny_model_dir), batch_size=1, max_seq_len=128, doc_stride=32)
+    together = batched.read(questions, contexts)
+    alone = [single.read([q], [c])[0] for q, c in zip(questions, contexts)]
+    for a, b in zip(together, alone):
+        assert [(s.context.hit.path, s.start, s.end) for s in a] == [(s.context.hit.path, s.start, s.end) for s in b]
+        assert np.allclose([s.score for s in a], [s.score for s in b], atol=1e-4)
+
+
+def test_identical_contexts_are_read_once_and_spans_not_repeated(reader: Reader) -> None:
+    from docqa.reader import _plan_windows
+
+    text = FactGenerator(seed=4).passage(n_facts=2).text
+    same = [context(text, path="a.txt"), context(text, path="a.txt")]
+    plan = _plan_windows(reader._tokenizer, reader._template, ["q?", "q?"], [same, same], 128, 32)
+    assert len(plan.windows) == 1
+    spans = reader.read(["q?"], [same])[0]
+    assert len({(s.start, s.end) for s in spans}) == len(spans)
+    # the same text in two files: read once, cited from both
+    both = reader.read(["q?"], [[context(text, path="a.txt"), context(text, path="b.txt")]])[0]
+    assert {s.context.hit.path for s in both} == {"a.txt", "b.txt"}
+
+
+def test_empty_inputs(reader: Reader) -> None:
+    assert reader.read([], []) == []
+    assert reader.read(["q?"], [[]]) == [[]]
+    assert reader.read(["q?"], [[context("")]]) == [[]]
+    with pytest.raises(ValueError):
+        reader.read(["q?"], [])
+
+
+def test_a_very_long_question_still_leaves_room_for_the_passage(reader: Reader) -> None:
+    question = "Broncos " * 400 + "?"
+    spans = reader.read([question], [[context(LONG[:500])]])[0]
+    assert spans and all(LONG[s.start : s.end] == s.text for s in spans)
+
+
+# --- the trained tiny model: right answers through the whole reader ------------------------------
+
+
+def test_trained_tiny_model_answers_held_out_facts_in_multi_fact_passages(trained_model_dir: Path) -> None:
+    reader = Reader(model=str(trained_model_dir))
+    gen = FactGenerator(seed=2024)  # names never seen in training
+    passages = [gen.passage(n_facts=6) for _ in range(25)]
+    questions, contexts, answers = [], [], []
+    for i, p in enumerate(passages):
+        for fact in p.facts[:2]:
+            questions.append(fact.question)
+            answers.append(fact.value)
+            # the right passage among two others, as retrieval would hand them over
+            others = [passages[(i + 1) % len(passages)], passages[(i + 2) % len(passages)]]
+            contexts.append([context(p.text, path="right.txt")] + [context(o.text, path="other.txt") for o in others])
+    results = reader.read(questions, contexts)
+    right = sum(bool(r) and r[0].text == a and r[0].context.hit.path == "right.txt" for r, a in zip(results, answers))
+    assert right >= 0.95 * len(questions), f"{right}/{len(questions)}"
+    assert 40 <= len(passages[0].text.split()) <= 140
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def test_load_is_lazy_idempotent_and_timed(tiny_model_dir: Path) -> None:
+    r = Reader(model=str(tiny_model_dir))
+    assert not r.loaded
+    r.read(["q?"], [[context("Some text.")]])
+    assert r.loaded and r.load_s > 0 and r.device == "cpu" and r.precision == "fp32"
+    model = r._model
+    r.load()
+    assert r._model is model
+
+
+def test_model_falls_back_to_env_then_default(monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> None:
+    monkeypatch.setenv("DOCQA_MODEL", str(tiny_model_dir))
+    assert Reader().model_name == str(tiny_model_dir)
+    assert Reader(model="x/y").model_name == "x/y"
+    monkeypatch.delenv("DOCQA_MODEL")
+    assert Reader().model_name == DEFAULT_MODEL
+
+
+def test_cased_vocab_without_config_loads_cased(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The SpanBERT tokenizer repo has only vocab.txt: naive loading lowercases it."""
+    from transformers import BertTokenizer
+
+    bare = tmp_path / "spanbert-tokenizer"
+    bare.mkdir()
+    shutil.copy(CASED_VOCAB / "vocab.txt", bare / "vocab.txt")
+    assert BertTokenizer.from_pretrained(str(bare)).tokenize("Denver Broncos")[0] == "den"  # the trap
+    r = Reader(model=str(tiny_model_dir), tokenizer=str(bare))
+    r.load()
+    assert r._tokenizer.tokenize("Denver Broncos") == ["Denver", "Broncos"]
+    text = "The Denver Broncos won."
+    spans = r.read(["Who won?"], [[context(text)]])[0]
+    assert all(text[s.start : s.end] == s.text for s in spans)
+
+
+def test_model_folder_tokenizer_is_used_even_when_uncased(tmp_path: Path, tiny_model_dir: Path) -> None:
+    folder = tmp_path / "uncased-model"
+    shutil.copytree(tiny_model_dir, folder)
+    tok = cased_tokenizer()
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(str(CASED_VOCAB), do_lower_case=True).save_pretrained(str(folder))
+    r = Reader(model=str(folder))
+    r.load()
+    assert r._tokenizer.tokenize("Denver Broncos")[0] == "denver"
+    assert tok.tokenize("Denver Broncos")[0] == "Denver"
+
+
+def fake_hub_cache(home: Path, repo: str, files: list[Path]) -> None:
+    """The layout huggingface_hub leaves after `hf download repo`."""
+    root = home / "hub" / ("models--" + repo.replace("/", "--"))
+    snapshot = root / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text("0123abcd")
+    for f in files:
+        shutil.copy(f, snapshot / f.name)
+
+
+def test_default_model_from_the_cache_offline_uses_the_spanbert_tokenizer_cased(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_hub_cache(tmp_path, DEFAULT_MODEL, [tiny_model_dir / "config.json", tiny_model_dir / "model.safetensors"])
+    fake_hub_cache(tmp_path, DEFAULT_TOKENIZER, [CASED_VOCAB / "vocab.txt"])
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("DOCQA_MODEL", raising=False)
+    r = Reader()
+    r.load()
+    assert r._tokenizer.tokenize("Denver Broncos") == ["Denver", "Broncos"]
+
+
+def one_line_error(reader: Reader) -> str:
+    started = time.perf_counter()
+    with pytest.raises(ModelError) as err:
+        reader.load()
+    assert time.perf_counter() - started < 10, "must fail at once, not retry"
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_uncached_model_offline_fails_at_once_saying_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    message = one_line_error(Reader(model="nonexistent-org/nonexistent-model"))
+    assert "hf download nonexistent-org/nonexistent-model" in message and "--model DIR" in message
+    message = one_line_error(Reader(model=DEFAULT_MODEL))
+    assert f"hf download {DEFAULT_MODEL}" in message and f"hf download {DEFAULT_TOKENIZER}" in message
+
+
+def test_uncached_model_with_unreachable_hub_fails_fast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    for endpoint in ("http://127.0.0.1:9", "http://10.255.255.1:443"):  # refused; black hole
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        message = one_line_error(Reader(model="nonexistent-org/nonexistent-model"))
+        assert "cannot be reached" in message and "hf download nonexistent-org/nonexistent-model" in message
+
+
+def test_folders_that_are_not_qa_models_are_refused(tmp_path: Path) -> None:
+    from transformers import BertConfig, BertModel
+
+    from tinymodels import tiny_config
+
+    assert "does not exist" in one_line_error(Reader(model=str(tmp_path / "missing")))
+    (tmp_path / "empty").mkdir()
+    assert "no config.json" in one_line_error(Reader(model=str(tmp_path / "empty"), tokenizer=str(CASED_VOCAB)))
+    config: BertConfig = tiny_config()
+    BertModel(config).save_pretrained(str(tmp_path / "encoder"))
+    shutil.copy(CASED_VOCAB / "vocab.txt", tmp_path / "encoder")
+    assert "not an extractive question-answering model" in one_line_error(Reader(model=str(tmp_path / "encoder")))
+
+
+def test_model_folder_without_tokenizer_asks_for_one(tmp_path: Path, tiny_model_dir: Path) -> None:
+    folder = tmp_path / "weights-only"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_model_dir / name, folder / name)
+    assert "--tokenizer" in one_line_error(Reader(model=str(folder)))
+
+
+def test_options_are_checked(tiny_model_dir: Path) -> None:
+    with pytest.raises(ModelError, match="fp16"):
+        Reader(model=str(tiny_model_dir), device="cpu", precision="fp16").load()
+    with pytest.raises(ModelError):
+        Reader(precision="fp8")
+    with pytest.raises(ModelError):
+        Reader(device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="cuda"):
+            Reader(model=str(tiny_model_dir), device="cuda").load()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_reduced_precisions_load_and_read(tiny_model_dir: Path, precision: str) -> None:
+    r = Reader(model=str(tiny_model_dir), precision=precision)
+    spans = r.read(["Where?"], [[context(LONG[:400])]])[0]
+    assert r.precision == precision and spans
+    assert all(LONG[s.start : s.end] == s.text for s in spans)
+
+
+def test_threads_are_set_on_load(tiny_model_dir: Path) -> None:
+    before = torch.get_num_threads()
+    try:
+        Reader(model=str(tiny_model_dir), threads=1).load()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_importing_the_reader_does_not_import_torch() -> None:
+    code = "import sys, docqa.reader; sys.exit(int('torch' in sys.modules or 'transformers' in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# --- a real model ------------------------------------------------------------------------------
+
+
+def test_proxy_model_answers_held_out_squad_questions() -> None:
+    if not PROXY_MODEL.is_dir() or not SQUAD.is_file():
+        pytest.skip(f"{PROXY_MODEL} or {SQUAD} is absent (the shared test material sits beside the project)")
+    from docqa.datasets import load_squad
+
+    questions = [q for a in load_squad(SQUAD, slice(40, 48)) for q in a.questions[::40]][:30]
+    reader = Reader(model=str(PROXY_MODEL), precision="fp32")
+    results = reader.read([q.question for q in questions],
+                          [[context(q.paragraph, start=q.paragraph_start)] for q in questions])
+    f1 = np.mean([max(token_f1(r[0].text, a) for a in q.answers) for r, q in zip(results, questions)])
+    assert f1 > 0.5, f"F1 {f1:.2f} on {len(questions)} held-out questions"
+    assert reader._tokenizer.tokenize("Denver")[0] == "denver"  # its own, uncased tokenizer
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    p, g = prediction.lower().split(), gold.lower().split()
+    common = sum(min(p.count(w), g.count(w)) for w in set(p))
+    return 0.0 if common == 0 else 2 * common / (len(p) + len(g))
