@@ -90,13 +90,10 @@ def measure(index: Path, model: str, threads: int | None, modes: Sequence[tuple[
     order alternating), so drift in the machine's load hits every mode alike."""
     with ExitStack() as stack:
         urls = []
-        for _, max_batch in modes:
+        for _, max_batch in modes:  # one after the other: transformers' lazy imports race in threads
             qa = stack.enter_context(DocQA(index, model=model, threads=threads))
-            urls.append(stack.enter_context(running(create_app(qa, max_batch=max_batch))))
-        for url in urls:
-            with httpx.Client(base_url=url, timeout=300) as http:
-                while http.get("/health").json()["status"] == "loading":
-                    time.sleep(0.1)
+            urls.append(url := stack.enter_context(running(create_app(qa, max_batch=max_batch))))
+            _wait_ready(url)
             load(url, questions[:clients], clients, passages)  # warm-up: first calls are slow in torch
         before = [_batching(url) for url in urls]
         totals: list[tuple[float, int, list[float]]] = [(0.0, 0, []) for _ in modes]
@@ -112,6 +109,13 @@ def measure(index: Path, model: str, threads: int | None, modes: Sequence[tuple[
         Run(mode, max_batch, t, len(questions), e, tuple(lat), a["batches"] - b["batches"], a["largest"])
         for (mode, max_batch), (t, e, lat), b, a in zip(modes, totals, before, after)
     ]
+
+
+def _wait_ready(url: str) -> None:
+    while (health := httpx.get(f"{url}/health", timeout=60).json())["status"] == "loading":
+        time.sleep(0.1)
+    if health["status"] != "ready":
+        raise SystemExit(f"the server could not load the model: {health['message']}")
 
 
 def _batching(url: str) -> dict[str, int]:

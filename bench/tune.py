@@ -215,7 +215,7 @@ def analyse(args: argparse.Namespace) -> None:
         gold = gold_f1(data["records"])
         print(f"\n### {path.name}: {data['words']} words, overlap {data['overlap']}, widen {data['widen']}, "
               f"{len(data['records'])} questions, gold-paragraph F1 {gold:.1f}, "
-              f"read k={MAX_K} in {data['seconds']:.0f} s\n")
+              f"read k={data['k']} in {data['seconds']:.0f} s\n")
         print("| k | answer in what was read | best mu | open EM | open F1 | open/gold |")
         print("|---:|---:|---:|---:|---:|---:|")
         for k in sorted({*(k for k in KS if k <= data["k"]), min(data["k"], round(BUDGET_WORDS / data["words"]))}):
@@ -280,7 +280,7 @@ def _temperature_table(data: dict, k: int, mu: float) -> None:
     print(f"\nconfidence temperature at k={k}, mu={mu} (top answers; right = exact match)")
     print("| temperature | mean confidence | EM | ECE (points) | Brier |")
     print("|---:|---:|---:|---:|---:|")
-    for temp in (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5):
+    for temp in (0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.2):
         pairs = [(t.confidence, scores(r, t)[0]) for r, c in zip(data["records"], data["cands"])
                  if (t := top(c, k, mu, temp))]
         ece = 0.0

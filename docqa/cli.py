@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except DocQAError as err:
             raise click.ClickException(str(err)) from err
+        except sqlite3.DatabaseError as err:  # a damaged index found mid-read
+            raise click.ClickException(
+                f"the index could not be read ({err}); if it is damaged, delete it and re-run `docqa index`"
+            ) from err
 
 
 def _json(obj: Any) -> None:
@@ -233,7 +238,7 @@ def ask(question: str | None, index: str | None, top_n: int, passages: int, mode
 
     QUESTION may come on stdin; with none on a terminal, an interactive prompt keeps the model loaded.
     """
-    from docqa.rank import DEFAULT_THRESHOLD
+    from docqa.rank import DEFAULT_MU, DEFAULT_THRESHOLD
 
     text = _question(question)
     with DocQA(index, model=model, tokenizer=tokenizer, device=device, precision=precision,
@@ -241,7 +246,8 @@ def ask(question: str | None, index: str | None, top_n: int, passages: int, mode
                threshold=DEFAULT_THRESHOLD if threshold is None else threshold) as qa:
         def answer(q: str) -> None:
             result = qa.ask(q, top_k=top_n, passages=passages, paths=list(paths) or None, mu=mu)
-            _json(result) if as_json else _print_answers(result, explain)
+            explain_mu = (DEFAULT_MU if mu is None else mu) if explain else None
+            _json(result) if as_json else _print_answers(result, explain_mu)
 
         if text is not None:
             answer(text)
@@ -260,7 +266,8 @@ def ask(question: str | None, index: str | None, top_n: int, passages: int, mode
                 click.echo(f"Error: {err}", err=True)
 
 
-def _print_answers(result: AskResult, explain: bool) -> None:
+def _print_answers(result: AskResult, explain_mu: float | None) -> None:
+    """Human output; with ``explain_mu`` set, each score is shown as its two weighted parts."""
     if result.abstained:
         click.echo("not found in the indexed documents; the closest passages:")
         for h in result.passages:
@@ -274,9 +281,9 @@ def _print_answers(result: AskResult, explain: bool) -> None:
                    + " " + _one_line(c.context[hi:]))
         if len(a.citations) > 1:
             click.echo(f"   also: " + "; ".join(f"{o.path}, page {o.page}" for o in a.citations[1:4]))
-        if explain:
-            click.echo(f"   score {a.score:.3f} = reader {a.reader_score:.3f} (mu-weighted) + "
-                       f"retriever {a.retriever_score:.3f}")
+        if explain_mu is not None:
+            click.echo(f"   score {a.score:.3f} = {explain_mu:g} x reader {a.reader_score:.3f} + "
+                       f"{1 - explain_mu:g} x retriever {a.retriever_score:.3f}")
 
 
 # -- eval -----------------------------------------------------------------------------------

@@ -179,6 +179,9 @@ def index_settings(passage_words: int | None = None, overlap_words: int | None =
         settings["passage_words"] = passage_words
     if overlap_words is not None:
         settings["overlap_words"] = overlap_words
+    words, overlap = settings["passage_words"], settings["overlap_words"]
+    if not 0 <= overlap < words:  # type: ignore[operator]
+        raise DatasetError(f"--overlap-words must be below --passage-words (got {overlap} and {words})")
     return settings
 
 

@@ -550,7 +550,8 @@ def _resolve(name: str, what: str, default_pair: bool) -> Path:
         raise ModelError(_how_to_get(name, what, default_pair, "the hub cannot be reached", cache))
     log.info("downloading %s %s to %s", what, name, cache)
     try:
-        return Path(snapshot_download(name, cache_dir=cache, allow_patterns=_HUB_FILES, etag_timeout=5))
+        return Path(snapshot_download(name, cache_dir=cache, allow_patterns=_HUB_FILES, etag_timeout=5,
+                                      endpoint=os.environ.get("HF_ENDPOINT") or None))
     except Exception as err:  # hub errors come in many kinds; every one means "cannot get it"
         raise ModelError(_how_to_get(name, what, default_pair, _first_line(err), cache)) from err
 

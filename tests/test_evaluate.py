@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+import string
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from docqa.errors import DatasetError
 from docqa.evaluate import (
-    evaluate,
     QuestionEval,
     best_over_golds,
     calibration_bins,
+    evaluate,
     exact_match,
     f1,
     has_answer,
@@ -120,13 +123,34 @@ def test_calibration_bins_count_shown_answers_only() -> None:
 # -- end to end: a 3-article SQuAD-format file and the tiny model trained in the tests -------------
 
 EVAL_SETTINGS = dict(passage_words=40, overlap_words=10)
+K, MU = 3, 0.5
+
+
+def official_normalize(s: str) -> str:
+    """The official evaluate-v1.1.py, written out again as an independent oracle."""
+    s = "".join(ch for ch in s.lower() if ch not in set(string.punctuation))
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", s).split())
+
+
+def official_f1(prediction: str, gold: str) -> float:
+    pred, truth = official_normalize(prediction).split(), official_normalize(gold).split()
+    same = sum((Counter(pred) & Counter(truth)).values())
+    return 0.0 if same == 0 else 2 * same / (len(pred) + len(truth))  # = 2PR / (P + R)
+
+
+def official_em(prediction: str, gold: str) -> float:
+    return float(official_normalize(prediction) == official_normalize(gold))
+
+
+def oracle_max(metric, prediction: str, golds: list[str]) -> float:
+    return max(metric(prediction, g) for g in golds)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3 articles x 2 paragraphs of templated facts; 2 questions per paragraph, then two oddities:
-    a question whose gold answer is mislabelled (never in the text: a retrieval miss, EM 0, F1 2/3
-    when the model answers right) and a v2.0 unanswerable one."""
+    """3 articles x 2 paragraphs of templated facts, 2 questions per paragraph, plus a question
+    whose gold answer is mislabelled (in no passage: a retrieval miss by construction) and a
+    v2.0 unanswerable one."""
     from tinymodels import FactGenerator
 
     gen = FactGenerator(seed=11)
@@ -141,8 +165,8 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
             paragraphs.append({"context": passage.text, "qas": qas})
         data.append({"title": f"Land {a}", "paragraphs": paragraphs})
     first = data[0]["paragraphs"][0]
-    mislabelled = dict(first["qas"][0], id="mislabelled", answers=[
-        {"text": first["qas"][0]["answers"][0]["text"] + " Vale", "answer_start": 0}])
+    mislabelled = dict(first["qas"][0], id="mislabelled",
+                       answers=[{"text": first["qas"][0]["answers"][0]["text"] + " Vale", "answer_start": 0}])
     unanswerable = {"id": "unanswerable", "question": f"What is the code of {gen.name()}?", "answers": [],
                     "is_impossible": True}
     first["qas"] += [mislabelled, unanswerable]
@@ -151,10 +175,157 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _questions(dataset: Path) -> list[dict]:
+    """(id, question, gold texts, paragraph) read straight from the file."""
+    data = json.loads(dataset.read_text())["data"]
+    return [{"id": qa["id"], "question": qa["question"], "answers": [a["text"] for a in qa["answers"]],
+             "paragraph": p["context"]} for article in data for p in article["paragraphs"] for qa in p["qas"]]
+
+
 @pytest.fixture(scope="module")
 def run(dataset: Path, trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("eval-out")
-    report = evaluate(dataset, model=str(trained_model_dir), index=out / "eval.db", k=3, mu=0.5,
+    report = evaluate(dataset, model=str(trained_model_dir), index=out / "eval.db", k=K, mu=MU,
                       mu_sweep=(0.0, 1.0), threshold=0.0, out=out, **EVAL_SETTINGS)
-    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    rows = {r["id"]: r for r in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())}
     return report, rows, out
+
+
+def test_report_equals_an_independent_computation(run, dataset: Path, trained_model_dir: Path) -> None:
+    """Recall from plain searches, open answers from plain `ask`, all scored by the oracle."""
+    from docqa import DocQA
+
+    report, rows, _ = run
+    answerable = [q for q in _questions(dataset) if q["answers"]]
+    with DocQA(report.index, model=str(trained_model_dir), threshold=0.0) as qa:
+        ranks = [next((h.rank for h in qa.search(q["question"], k=20).hits
+                       if any(f" {official_normalize(a)} " in f" {official_normalize(h.text)} " for a in q["answers"])),
+                      None) for q in answerable]
+        answers = [r.answers[0].text for r in qa.ask_batch([q["question"] for q in answerable], passages=K, mu=MU)]
+    for k in (1, 5, 10, 20):
+        assert report.recall[k] == pytest.approx(100 * sum(r is not None and r <= k for r in ranks) / len(ranks))
+    assert [rows[q["id"]]["prediction"] for q in answerable] == answers
+    assert report.open_em == pytest.approx(100 * sum(oracle_max(official_em, a, q["answers"])
+                                                     for a, q in zip(answers, answerable)) / len(answerable))
+    assert report.open_f1 == pytest.approx(100 * sum(oracle_max(official_f1, a, q["answers"])
+                                                     for a, q in zip(answers, answerable)) / len(answerable))
+    golds = [rows[q["id"]]["gold_prediction"] for q in answerable]
+    assert all(g and g in q["paragraph"] for g, q in zip(golds, answerable))
+    assert report.gold_em == pytest.approx(100 * sum(oracle_max(official_em, g, q["answers"])
+                                                     for g, q in zip(golds, answerable)) / len(answerable))
+    assert report.gold_f1 == pytest.approx(100 * sum(oracle_max(official_f1, g, q["answers"])
+                                                     for g, q in zip(golds, answerable)) / len(answerable))
+    assert report.open_gold_ratio == pytest.approx(report.open_f1 / report.gold_f1)
+    assert report.open_em > 0  # the trained model does find facts
+
+
+def test_counts_and_the_questions_built_to_fail(run) -> None:
+    report, rows, _ = run
+    assert (report.questions, report.answerable, report.unanswerable) == (14, 13, 1)
+    assert report.recall[20] <= 100 * 12 / 13  # the mislabelled answer is in no passage
+    bad = rows["mislabelled"]
+    assert bad["hit_rank"] is None and bad["em"] == 0.0 and not bad["read_hit"]
+    assert bad["f1"] == pytest.approx(official_f1(bad["prediction"], bad["answers"][0]))
+    assert rows["unanswerable"]["answers"] == [] and report.unanswerable_abstain_rate == 0.0  # threshold 0
+    assert report.abstain_rate == 0.0 and report.below_threshold_em is None
+    assert (report.k, report.mu, report.threshold, report.settings["passage_words"]) == (K, MU, 0.0, 40)
+    assert report.retrieve_ms > 0 and report.read_ms > 0
+
+
+def test_mu_sweep_and_threshold_agree_with_separate_runs(run, dataset: Path, trained_model_dir: Path) -> None:
+    """A run at mu=1 whose threshold is above every fused score (<= 1) abstains on everything; its
+    withheld top answers are exactly the sweep's mu=1 answers."""
+    report, _, out = run
+    index_mtime = Path(report.index).stat().st_mtime_ns
+    strict = evaluate(dataset, model=str(trained_model_dir), index=report.index, k=K, mu=1.0, threshold=2.0,
+                      **EVAL_SETTINGS)
+    assert Path(strict.index).stat().st_mtime_ns == index_mtime  # same dataset and settings: reused
+    assert (strict.abstain_rate, strict.unanswerable_abstain_rate, strict.open_em, strict.open_f1) == (100, 100, 0, 0)
+    assert strict.calibration == () and strict.above_threshold_em is None
+    assert [p.mu for p in report.mu_sweep] == [0.0, 1.0]
+    assert strict.below_threshold_em == pytest.approx(report.mu_sweep[1].em)
+    assert (strict.gold_em, strict.gold_f1, strict.recall) == (report.gold_em, report.gold_f1, report.recall)
+
+
+def test_output_files(run) -> None:
+    report, rows, out = run
+    official = json.loads((out / "predictions.json").read_text())
+    assert official == {i: r["prediction"] for i, r in rows.items()}
+    assert json.loads((out / "report.json").read_text())["open_f1"] == pytest.approx(report.open_f1)
+    for name in ("recall_at_k.png", "f1_vs_mu.png", "reliability.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(Path(f).name for f in report.files) == sorted(
+        ["report.json", "predictions.jsonl", "predictions.json", "recall_at_k.png", "f1_vs_mu.png", "reliability.png"])
+    assert sum(b.count for b in report.calibration) == 13  # every answerable question was answered
+
+
+# -- the evaluation index ----------------------------------------------------------------------------
+
+
+def test_articles_select_questions_but_the_whole_corpus_is_indexed(dataset: Path, tmp_path: Path) -> None:
+    from docqa.store import Store
+
+    report = evaluate(dataset, index=tmp_path / "e.db", articles="1:2", retrieval_only=True, **EVAL_SETTINGS)
+    assert (report.questions, report.answerable, report.open_f1, report.model) == (4, 4, None, "")
+    with Store(tmp_path / "e.db", readonly=True) as store:
+        assert store.info().documents == 3
+        assert sorted(d.path for d in store.documents()) == ["000-Land 0.txt", "001-Land 1.txt", "002-Land 2.txt"]
+    assert evaluate(dataset, index=tmp_path / "e.db", limit=2, retrieval_only=True, **EVAL_SETTINGS).questions == 2
+
+
+def test_a_users_index_is_never_overwritten(dataset: Path, tmp_path: Path) -> None:
+    from docqa.store import Store
+
+    Store(tmp_path / "mine.db", create=True).close()
+    with pytest.raises(DatasetError, match="not an evaluation index"):
+        evaluate(dataset, index=tmp_path / "mine.db", retrieval_only=True)
+
+
+def test_other_settings_rebuild_the_index(dataset: Path, tmp_path: Path) -> None:
+    from docqa.store import Store
+
+    evaluate(dataset, index=tmp_path / "e.db", retrieval_only=True, **EVAL_SETTINGS)
+    evaluate(dataset, index=tmp_path / "e.db", retrieval_only=True, passage_words=20, overlap_words=5)
+    with Store(tmp_path / "e.db", readonly=True) as store:
+        assert (store.settings["passage_words"], store.settings["overlap_words"]) == (20, 5)
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+
+
+def test_cli_eval_json_and_files(run, dataset: Path, trained_model_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from docqa.cli import cli
+
+    report, _, _ = run
+    args = ["eval", str(dataset), "--model", str(trained_model_dir), "-i", report.index, "-k", str(K),
+            "--mu", str(MU), "--threshold", "0", "--mu-sweep", "0:1:0.5", "--passage-words", "40",
+            "--overlap-words", "10", "-o", str(tmp_path / "o"), "--json"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["open_f1"] == pytest.approx(report.open_f1) and data["recall"]["10"] == report.recall[10]
+    assert [p["mu"] for p in data["mu_sweep"]] == [0.0, 0.5, 1.0]
+    assert data["mu_sweep"][1]["f1"] == pytest.approx(report.open_f1)
+    assert {"questions", "answerable", "unanswerable", "gold_em", "gold_f1", "open_gold_ratio", "abstain_rate",
+            "unanswerable_abstain_rate", "retrieve_ms", "read_ms", "calibration", "files"} <= set(data)
+    assert (tmp_path / "o" / "predictions.jsonl").is_file() and (tmp_path / "o" / "f1_vs_mu.png").is_file()
+
+    human = CliRunner().invoke(cli, args[:-1], catch_exceptions=False)
+    assert "gold paragraph" in human.output and "recall@k" in human.output and "wrote" in human.output
+
+
+def test_cli_eval_usage_errors(dataset: Path) -> None:
+    from click.testing import CliRunner
+
+    from docqa.cli import cli
+
+    bad_sweep = CliRunner().invoke(cli, ["eval", str(dataset), "--mu-sweep", "0:2:1"])
+    assert bad_sweep.exit_code == 2 and "mu-sweep" in bad_sweep.output
+    missing = CliRunner().invoke(cli, ["eval", "no-such.json"])
+    assert missing.exit_code == 2
+    empty = CliRunner().invoke(cli, ["eval", str(dataset), "--articles", "7:9", "--retrieval-only"])
+    assert empty.exit_code == 1 and "no questions selected" in empty.output
+    overlap = CliRunner().invoke(cli, ["eval", str(dataset), "--passage-words", "20", "--overlap-words", "20"])
+    assert overlap.exit_code == 1 and "--overlap-words must be below --passage-words" in overlap.output

@@ -220,21 +220,22 @@ def encode_examples(
 # --- the trained fact reader ---------------------------------------------------------------------
 #
 # A transformer learns to *match* a question's name against the passage only after a long
-# plateau (minutes to hours of CPU), far too slow for a test fixture. So the model starts from
-# weights that already hold the circuit a trained reader would find, written down by hand, and
-# is then fine-tuned on fresh random facts. The circuit, in a BERT with 3 layers and 4 heads:
+# plateau (many minutes of CPU), far too slow for a test fixture. So the model starts from
+# weights that hold the circuit a trained reader would find, written down by hand, and then its
+# span head is trained on fresh random facts. The circuit, in a BERT with 3 layers and 4 heads:
 #
-#   layer 0  head 0: a passage token attends to question tokens holding the same word piece
-#                    ("match"); function words of the templates never match; [CLS] is the sink
-#            head 1: previous token is "is"        head 2: next token is "."
-#   layer 1  head 0: share of matched name pieces 2-8 tokens back ("my sentence's subject is
-#                    the asked entity"), minus unmatched name pieces; FFN: start = prev-is AND that
+#   layer 0  head 0: a passage token attends to question tokens with the same word piece
+#                    ("match"); template words never match, [CLS] is the "no match" sink
+#            head 1: the previous token is "is"       head 2: the next token is "."
+#   layer 1  head 0: share of the name/attribute pieces 2-6 tokens back that match ("my
+#                    sentence is about the asked entity"); FFN: start = prev-is AND that
 #            head 1: a "." within the last 5 tokens (a later sentence's end is no answer's end)
-#   layer 2  head 0: a good start 0-6 tokens back; FFN: end = next-is-"." AND that
+#   layer 2  head 0: the start candidate 0-6 tokens back; FFN: end = next-is-"." AND its start
 #
 # The residual stream is split into subspaces: word identity, positions (sinusoids, each as
 # (sin, cos, -sin, -cos) so every embedding has zero mean and LayerNorm's centring is a no-op),
-# token type (a +/- pair) and one +/- pair per computed feature.
+# token type (a +/- pair) and one +/- pair per computed feature. Held-out facts in 6-fact
+# passages: 1199/1200 exact (the miss: two entities sharing two word pieces).
 
 _H, _HEADS, _HD = 208, 4, 52  # hidden size, heads, head size
 _WORD, _MATCH_DIMS = 80, 40  # word-identity dims; the part of it that "match" compares
@@ -244,37 +245,31 @@ _F = {"match": 178, "prev_is": 180, "next_dot": 182, "subj": 184, "end": 186, "p
       "name": 190, "start": 192, "endscore": 194}  # each a (+x, -x) pair
 
 
-import os
-_SUBJ_WIN = (int(os.environ.get("SW0", -6)), -2)
-_SUBJ_KEY = float(os.environ.get("SK", 1.0))
-_END_KEY = os.environ.get("EK", "prev_is")
-_END_GAIN = float(os.environ.get("EG", 1.0))
-_TH = float(os.environ.get("TH", 2.0)); _GB = float(os.environ.get("GB", 1.0))
-
-
-def train_tiny_qa(path: str | Path, *, seed: int = 0, steps: int = 40, batch_size: int = 16, lr: float = 3e-4) -> Path:
-    """The fact reader (see above), fine-tuned ``steps`` steps on random facts, saved with its
-    cased tokenizer. Deterministic for a seed; a few seconds on a CPU."""
+def train_tiny_qa(path: str | Path, *, seed: int = 0, steps: int = 20, batch_size: int = 16, lr: float = 1e-3) -> Path:
+    """The fact reader (see above) with its output layer trained ``steps`` steps on fresh random
+    facts, saved with its cased tokenizer. Deterministic for a seed; seconds on a CPU."""
     import torch
 
     torch.manual_seed(seed)
     tokenizer = cased_tokenizer()
     model = wired_fact_reader(tokenizer, seed)
-    embeddings = model.bert.embeddings
-    embeddings.word_embeddings.weight.requires_grad_(False)  # unseen names stay like seen ones
-    embeddings.position_embeddings.weight.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    # Only the span head learns: the circuit's weights are exact, and Adam's equal-sized steps
+    # on every one of them would blur attention patterns that hinge on a few large weights.
+    optimiser = torch.optim.Adam(model.qa_outputs.parameters(), lr=lr)
     gen = FactGenerator(seed=seed + 1000)
-    model.train()
     for _ in range(steps):
-        loss = model(**encode_examples(tokenizer, list(gen.examples(batch_size, n_facts=(2, 6))))).loss
+        batch = encode_examples(tokenizer, list(gen.examples(batch_size, n_facts=(2, 7))))
+        with torch.no_grad():
+            hidden = model.bert(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
+                                attention_mask=batch["attention_mask"]).last_hidden_state
+        outside = (batch["token_type_ids"] == 0) | (batch["attention_mask"] == 0)
+        logits = model.qa_outputs(hidden).masked_fill(outside[..., None], -1e4)
+        loss = (torch.nn.functional.cross_entropy(logits[..., 0], batch["start_positions"])
+                + torch.nn.functional.cross_entropy(logits[..., 1], batch["end_positions"])) / 2
         optimiser.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimiser.step()
-    model.eval()
-    return _save(model, tokenizer, Path(path))
+    return _save(model.eval(), tokenizer, Path(path))
 
 
 def wired_fact_reader(tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> Any:
@@ -293,10 +288,10 @@ def wired_fact_reader(tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> Any:
         s = 1 / math.sqrt((_WORD - 1 + 2 * _PAIRS + 8) / _H)  # LayerNorm's scale for a typical token
         layers = model.bert.encoder.layer
         _wire_layer0(layers[0], tokenizer, words, match_basis, s)
-        _window_head(layers[1].attention, 0, _SUBJ_WIN, key=("name", _SUBJ_KEY), value=("match", 0.0), out="subj", s=s)
+        _window_head(layers[1].attention, 0, (-6, -2), key=("name", 3.0), value="match", out="subj", s=s)
         _window_head(layers[1].attention, 1, (-5, -1), key=None, value=None, out="period", s=s,
                      word=words[tokenizer.convert_tokens_to_ids(".")])
-        _window_head(layers[2].attention, 0, (-6, int(os.environ.get("EW1", 1))), key=(_END_KEY, _END_GAIN), value=("start", 0.0), out="end", s=s)
+        _window_head(layers[2].attention, 0, (-6, 0), key=("prev_is", 5.0), value="start", out="end", s=s)
         for layer in layers:  # FFNs: silent but able to learn
             layer.intermediate.dense.weight[1:].normal_(0, 0.05, generator=g)
         _and_unit(layers[1], "prev_is", "subj", "start")
@@ -313,9 +308,6 @@ def _template_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     ids = set(tokenizer.all_special_ids)
     for text in (*FACT_TEMPLATES, *QUESTION_TEMPLATES, *FILLERS):
         ids.update(tokenizer(text.format(a="", e="", v="", n=""), add_special_tokens=False)["input_ids"])
-    if os.environ.get("ATTRT"):
-        for text in ATTRIBUTES:
-            ids.update(tokenizer(text, add_special_tokens=False)["input_ids"])
     return sorted(ids)
 
 
@@ -428,10 +420,10 @@ def _wire_layer0(layer: Any, tokenizer: PreTrainedTokenizerBase, words: Any, bas
 
 
 def _window_head(att: Any, head: int, inside: tuple[int, int], *, key: tuple[str, float] | None,
-                 value: tuple[str, float] | None, out: str, s: float, word: Any = None) -> None:
-    """A head that attends to tokens ``inside`` (offsets) of itself, preferring those whose
-    ``key`` feature is high (or that are ``word``), and copies their ``value`` feature (minus
-    ``penalty`` x unmatched name pieces) or their being ``word`` into feature ``out``."""
+                 value: str | None, out: str, s: float, word: Any = None) -> None:
+    """A head that attends to the tokens at offsets ``inside`` of itself, preferring those whose
+    ``key`` feature is high (or that are ``word``), and writes the mean of their ``value``
+    feature (or of their being ``word``) into feature ``out``."""
     q, k, v, o = att.self.query, att.self.key, att.self.value, att.output.dense
     root, first, last = math.sqrt(_HD), head * _HD, head * _HD + _HD - 1
     pq, pk = _position_kernel(inside)
@@ -445,10 +437,7 @@ def _window_head(att: Any, head: int, inside: tuple[int, int], *, key: tuple[str
         name, gain = key
         k.weight[last, _F[name]], k.weight[last, _F[name] + 1] = gain * root / s, -gain * root / s
     if value is not None:
-        name, penalty = value
-        _read(v.weight[first], name, 1 + penalty)
-        if penalty:
-            _read(v.weight[first], "name", -penalty * 3.0 / s)
+        _read(v.weight[first], value, 1.0)
     _write(o, out, first, 1.0 / s)
 
 
@@ -457,6 +446,6 @@ def _and_unit(layer: Any, a: str, b: str, out: str) -> None:
     w1, w2 = layer.intermediate.dense, layer.output.dense
     w1.weight[0].zero_()
     _read(w1.weight[0], a, 2.0)
-    _read(w1.weight[0], b, _GB)
-    w1.bias[0] = -_TH
+    _read(w1.weight[0], b, 1.0)
+    w1.bias[0] = -2.0
     _write(w2, out, 0, 1.0)

@@ -121,10 +121,9 @@ form.addEventListener("submit", async (event) => {
       body: JSON.stringify({ question }),
       signal: controller.signal,
     });
-    showResult(result);
+    if (pending === controller) showResult(result); // else a newer question replaced this one
   } catch (error) {
-    if (error.name === "AbortError") return;
-    showError(error.message);
+    if (error.name !== "AbortError" && pending === controller) showError(error.message);
   } finally {
     if (pending === controller) {
       pending = null;

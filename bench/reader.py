@@ -1,0 +1,350 @@
+"""Reader benchmark (issue 6): speed at SpanBERT-large's shape, answer agreement across precisions.
+
+    python bench/reader.py                      # both tables; ~10 minutes on 2 cores
+    python bench/reader.py --quick              # fewer questions, for a smoke test
+    python bench/reader.py --device cuda        # the same on a GPU (fp32, bf16, fp16)
+    python bench/reader.py --out docs/bench-reader.md
+
+Table 1 (speed): random weights of SpanBERT-large's exact shape (24 layers, hidden 1024, 16
+heads, intermediate 4096, the shared 28,996-token cased vocab; built once and cached under
+``bench/.cache``), 10 real SQuAD dev passages of ~192 tokens per question. Per-question latency
+of the naive fp32 loop (one passage per forward pass, as the old transformers pipeline read) and
+of ``docqa.reader.Reader`` in each precision, with ratios to the naive loop measured in the same
+run and the achieved GFLOP/s against matmul peaks measured in the same run.
+
+Table 2 (answers): the shared real QA model (``../shared/models/minilm-squad-proxy``) on the
+gold paragraphs of SQuAD dev articles 40-47, which it never saw: how often each precision's top
+answer equals fp32's, and its EM/F1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from docqa.datasets import Question, load_squad, questions_of  # noqa: E402
+from docqa.evaluate import best_over_golds, exact_match, f1  # noqa: E402
+from docqa.reader import Reader, _plan_windows  # noqa: E402
+from docqa.types import Context, Hit  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+SQUAD = SHARED / "data" / "squad" / "dev-v1.1.json"
+CASED_VOCAB = SHARED / "data" / "tokenizers" / "bert-base-cased"
+PROXY = SHARED / "models" / "minilm-squad-proxy"
+CACHE = ROOT / "bench" / ".cache"
+LARGE = dict(vocab_size=28996, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+             intermediate_size=4096, max_position_embeddings=512, type_vocab_size=2)
+PASSAGES, PASSAGE_TOKENS = 10, 192
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+
+
+def large_random_model() -> Path:
+    """SpanBERT-large-shaped random weights + the cased tokenizer, saved once."""
+    folder = CACHE / "spanbert-large-random"
+    if (folder / "model.safetensors").is_file():
+        return folder
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+
+    print(f"building {folder} (once)...", file=sys.stderr)
+    torch.manual_seed(0)
+    BertForQuestionAnswering(BertConfig(**LARGE)).save_pretrained(str(folder))
+    AutoTokenizer.from_pretrained(str(CASED_VOCAB), do_lower_case=False).save_pretrained(str(folder))
+    return folder
+
+
+def context(text: str, start: int = 0, passage_id: int = 0) -> Context:
+    hit = Hit(rank=1, score=1.0, passage_id=passage_id, path="squad.txt", page=1, last_page=1,
+              start=start, end=start + len(text), text=text)
+    return Context(hit=hit, text=text, start=start)
+
+
+def speed_workload(n: int, tokenizer_dir: Path) -> list[tuple[str, list[Context]]]:
+    """``n`` questions, each with 10 SQuAD dev passages cut to ~192 tokens (its gold one first)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    articles = load_squad(SQUAD)
+    paragraphs = [p for a in articles for p in a.text.split("\n\n")]
+    cut = {}
+    for p in paragraphs:
+        enc = tok(p, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        if len(enc["input_ids"]) >= PASSAGE_TOKENS:
+            cut[p] = p[: enc["offset_mapping"][PASSAGE_TOKENS - 1][1]]
+    pool = list(cut.values())
+    work = []
+    for i, q in enumerate(q for q in questions_of(articles) if q.paragraph in cut):
+        if len(work) == n:
+            break
+        if i % 50:  # spread the questions over the dataset
+            continue
+        others = [pool[(i + 97 * k) % len(pool)] for k in range(1, PASSAGES)]
+        work.append((q.question, [context(t, passage_id=k) for k, t in enumerate([cut[q.paragraph], *others])]))
+    return work
+
+
+# -- timing ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    name: str
+    latencies: list[float]
+    gflop: float  # per question
+    load_s: float = 0.0
+    peak: float = 0.0  # GFLOP/s of the matching matmul
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.latencies)
+
+    @property
+    def p90(self) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+
+
+def window_gflop(lengths: Sequence[int], cfg: dict) -> float:
+    """Forward-pass FLOPs of BERT over windows of these lengths (matmuls only)."""
+    h, i, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    per_layer = sum(2 * n * (4 * h * h + 2 * h * i) + 4 * n * n * h for n in lengths)
+    return layers * per_layer / 1e9
+
+
+def time_questions(read: Callable[[str, list[Context]], object], work: Sequence[tuple[str, list[Context]]]) -> list[float]:
+    read(*work[0])  # warm-up: kernel selection, first-touch allocations
+    out = []
+    for question, contexts in work:
+        started = time.perf_counter()
+        read(question, contexts)
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def naive_reader(model_dir: Path, device: str) -> tuple[Callable[[str, list[Context]], object], float]:
+    """fp32, one passage per forward pass, numpy outer-product decoding: what transformers'
+    old question-answering pipeline did."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    started = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForQuestionAnswering.from_pretrained(str(model_dir), dtype=torch.float32).to(device).eval()
+    load_s = time.perf_counter() - started
+
+    def read(question: str, contexts: list[Context]) -> list[tuple[float, int, int]]:
+        best = []
+        for c in contexts:
+            enc = tok(question, c.text, truncation="only_second", max_length=384, stride=128,
+                      return_overflowing_tokens=True, return_offsets_mapping=True, return_tensors="pt")
+            with torch.inference_mode():
+                out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
+                            token_type_ids=enc["token_type_ids"].to(device))
+            for w in range(enc["input_ids"].shape[0]):
+                ctx = np.array([s == 1 for s in enc.sequence_ids(w)])
+                s = np.where(ctx, out.start_logits[w].float().cpu().numpy(), -1e9)
+                e = np.where(ctx, out.end_logits[w].float().cpu().numpy(), -1e9)
+                length = len(s)
+                band = np.triu(np.ones((length, length), dtype=bool)) & np.tril(np.ones((length, length), dtype=bool), 29)
+                scores = np.where(band, s[:, None] + e[None, :], -np.inf)
+                k = int(scores.argmax())
+                best.append((float(scores.flat[k]), *divmod(k, scores.shape[1])))
+        return best
+
+    return read, load_s
+
+
+def matmul_peaks(device: str) -> dict[str, float]:
+    """GFLOP/s of a layer-sized matmul (2048x1024 @ 1024x4096) per precision, on this machine now."""
+    import torch
+
+    a, b = torch.randn(2048, 1024, device=device), torch.randn(1024, 4096, device=device)
+    flop = 2 * 2048 * 1024 * 4096 / 1e9
+    runs: dict[str, Callable[[], object]] = {"fp32": lambda: a @ b}
+    ab, bb = a.bfloat16(), b.bfloat16()
+    runs["bf16"] = lambda: ab @ bb
+    if device == "cuda":
+        ah, bh = a.half(), b.half()
+        runs["fp16"] = lambda: ah @ bh
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from torch.ao.quantization import quantize_dynamic
+
+            linear = quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(1024, 4096)), {torch.nn.Linear},
+                                      dtype=torch.qint8)
+        runs["int8"] = lambda: linear(a)
+    peaks = {}
+    for name, run in runs.items():
+        with torch.inference_mode():
+            for _ in range(3):
+                run()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            best = float("inf")
+            for _ in range(10):
+                started = time.perf_counter()
+                run()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                best = min(best, time.perf_counter() - started)
+        peaks[name] = flop / best
+    return peaks
+
+
+def speed_table(args: argparse.Namespace) -> tuple[list[Row], dict[str, float], str]:
+    import torch
+
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    model_dir = large_random_model()
+    work = speed_workload(args.questions, model_dir)
+    tok, template = _tokenizer_and_template(model_dir)
+    gflop = statistics.mean(
+        window_gflop([len(w.ids) for w in _plan_windows(tok, template, [q], [c], 384, 128).windows], LARGE)
+        for q, c in work
+    )
+    peaks = matmul_peaks(args.device)
+    rows = []
+    read, load_s = naive_reader(model_dir, args.device)
+    rows.append(Row("naive fp32, one passage per forward pass", time_questions(read, work), gflop, load_s, peaks["fp32"]))
+    del read
+    gc.collect()
+    precisions = ["fp32", "bf16", "fp16"] if args.device == "cuda" else ["fp32", "bf16", "int8"]
+    for precision in [*precisions, "auto"]:
+        reader = Reader(model=str(model_dir), device=args.device, precision=precision, threads=args.threads)
+        reader.load()
+        latencies = time_questions(lambda q, c: reader.read([q], [c]), work)
+        label = f"docqa {precision}" + (f" (= {reader.precision})" if precision == "auto" else "") + ", batched"
+        rows.append(Row(label, latencies, gflop, reader.load_s, peaks.get(reader.precision, 0.0)))
+        del reader
+        gc.collect()
+    return rows, peaks, device_name(args.device)
+
+
+def _tokenizer_and_template(model_dir: Path) -> tuple[object, object]:
+    from docqa.reader import _PairTemplate, _load_tokenizer
+
+    tok = _load_tokenizer(model_dir)
+    return tok, _PairTemplate.of(tok)
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "CPU")
+    return f"{model}, {torch.get_num_threads()} threads, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})"
+
+
+# -- answers ---------------------------------------------------------------------------------------
+
+
+def answer_table(args: argparse.Namespace) -> tuple[list[tuple[str, float, float, float, float, float]], int]:
+    """Rows of (precision, agreement with fp32 %, EM, F1, s/question, load s) on the proxy model,
+    and the number of questions."""
+    questions: list[Question] = questions_of(load_squad(SQUAD, slice(40, 48)))
+    if args.quick:
+        questions = questions[::5]
+    contexts = [[context(q.paragraph, q.paragraph_start)] for q in questions]
+    precisions = ["fp32", "bf16", "fp16"] if args.device == "cuda" else ["fp32", "bf16", "int8"]
+    answers: dict[str, list[str]] = {}
+    rows = []
+    for precision in [*precisions, "auto"]:
+        reader = Reader(model=str(PROXY), device=args.device, precision=precision, threads=args.threads)
+        reader.load()
+        started = time.perf_counter()
+        spans = []
+        for first in range(0, len(questions), 64):  # batches of questions, as `docqa eval` reads
+            spans += reader.read([q.question for q in questions[first : first + 64]], contexts[first : first + 64])
+        per_question = (time.perf_counter() - started) / len(questions)
+        texts = [s[0].text if s else "" for s in spans]
+        answers[precision] = texts
+        agree = 100 * statistics.mean(a == b for a, b in zip(texts, answers["fp32"]))
+        em = 100 * statistics.mean(best_over_golds(exact_match, t, q.answers) for t, q in zip(texts, questions))
+        f = 100 * statistics.mean(best_over_golds(f1, t, q.answers) for t, q in zip(texts, questions))
+        label = precision + (f" (= {reader.precision})" if precision == "auto" else "")
+        rows.append((label, agree, em, f, per_question, reader.load_s))
+        del reader
+        gc.collect()
+    return rows, len(questions)
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def render(speed: tuple[list[Row], dict[str, float], str] | None, answers: tuple[list[tuple], int] | None,
+           command: str) -> str:
+    out = [f"Command: `{command}`", ""]
+    if speed:
+        rows, peaks, device = speed
+        naive = rows[0].median
+        out += [
+            f"### Speed: SpanBERT-large shape, random weights, {PASSAGES} SQuAD passages of ~{PASSAGE_TOKENS} "
+            f"tokens per question ({len(rows[0].latencies)} questions)",
+            "",
+            f"Device: {device}. Work per question: {rows[0].gflop:,.0f} GFLOP. Matmul peaks measured in this run "
+            "(2048x1024 @ 1024x4096): " + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in peaks.items()) + ".",
+            "",
+            "| reader | median s/question | p90 s | speed-up vs naive | GFLOP/s | % of its matmul peak | load s |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in rows:
+            rate = r.gflop / r.median
+            out.append(f"| {r.name} | {r.median:.2f} | {r.p90:.2f} | {naive / r.median:.1f}x | {rate:,.0f} | "
+                       f"{100 * rate / r.peak:.0f}% | {r.load_s:.1f} |" if r.peak else
+                       f"| {r.name} | {r.median:.2f} | {r.p90:.2f} | {naive / r.median:.1f}x | {rate:,.0f} | - | {r.load_s:.1f} |")
+        out.append("")
+    if answers:
+        rows, n = answers
+        out += [
+            f"### Answers: minilm-squad-proxy, gold paragraphs of SQuAD dev articles 40-47 ({n} questions)",
+            "",
+            "| precision | top answer = fp32's | EM | F1 | ms/question (batched) | load s |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        out += [f"| {p} | {a:.1f}% | {em:.1f} | {f:.1f} | {1000 * s:.1f} | {load:.1f} |" for p, a, em, f, s, load in rows]
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--questions", type=int, default=12, help="questions timed per reader (default 12)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument("--quick", action="store_true", help="3 timed questions, a fifth of the answer set")
+    parser.add_argument("--only", choices=["speed", "answers"], help="run one table")
+    parser.add_argument("--out", type=Path, help="also write the tables to this markdown file")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.questions = min(args.questions, 3)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    command = "python " + " ".join(["bench/reader.py", *(argv if argv is not None else sys.argv[1:])])
+    speed = speed_table(args) if args.only != "answers" else None
+    if speed:
+        print(render(speed, None, command), flush=True)
+    answers = answer_table(args) if args.only != "speed" and PROXY.is_dir() else None
+    text = render(speed, answers, command)
+    if answers:
+        print(render(None, answers, command))
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
