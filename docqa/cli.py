@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
@@ -277,8 +278,8 @@ def _print_answers(result: AskResult, explain_mu: float | None) -> None:
         c = a.citations[0]
         click.echo(click.style(f"{i}. {a.text}", bold=True) + f"  ({a.confidence:.0%})  {c.path}, page {c.page}")
         lo, hi = c.start - c.context_start, c.end - c.context_start
-        click.echo("   " + _one_line(c.context[:lo]) + " " + click.style(c.context[lo:hi], fg="yellow", bold=True)
-                   + " " + _one_line(c.context[hi:]))
+        before, after = (re.sub(r"\s+", " ", part) for part in (c.context[:lo], c.context[hi:]))
+        click.echo("   " + before.lstrip() + click.style(c.context[lo:hi], fg="yellow", bold=True) + after.rstrip())
         if len(a.citations) > 1:
             click.echo(f"   also: " + "; ".join(f"{o.path}, page {o.page}" for o in a.citations[1:4]))
         if explain_mu is not None:

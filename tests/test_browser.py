@@ -60,10 +60,10 @@ def browser() -> Iterator[object]:
         b.close()
 
 
-def _shot(page: object, name: str) -> Path:
+def _shot(page: object, name: str, full_page: bool = True) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+    page.screenshot(path=str(path), full_page=full_page)  # type: ignore[attr-defined]
     print(f"screenshot: {path}")
     return path
 
@@ -100,7 +100,7 @@ def test_ask_see_the_answer_open_the_highlighted_page(site, browser) -> None:
     assert "<script>document.title" in page.locator("#viewer-text").inner_text()
     assert page.locator("#viewer-text img, #viewer-text script").count() == 0
     assert page.evaluate("document.activeElement.id") == "viewer-title"
-    _shot(page, "browser-page.png")
+    _shot(page, "browser-page.png", full_page=False)  # the modal's backdrop covers the viewport only
 
     # Escape closes it and gives focus back to the citation.
     page.keyboard.press("Escape")
