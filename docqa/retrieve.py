@@ -363,7 +363,26 @@ def _sqlite_errors(store: Store) -> Iterator[None]:
 ROW_BUDGET = 100_000
 
 
-class FTS5Retriever:
+class _Scorer:
+    """What both retrievers share: question -> query -> top-k scores -> hits."""
+
+    name: str
+    store: Store
+    query: _Queries
+
+    def scores(self, query: Query, k: int, doc_ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        raise NotImplementedError
+
+    def search(self, question: str, k: int = 10, paths: Sequence[str] | None = None) -> SearchResult:
+        k = _check_k(k)
+        with _sqlite_errors(self.store):
+            query = self.query(question)
+            doc_ids = matching_documents(self.store, paths) if paths else None
+            scored = self.scores(query, k, doc_ids) if query.terms and doc_ids != [] else []
+            return SearchResult(question=question, retriever=self.name, hits=_hits(self.store, scored))
+
+
+class FTS5Retriever(_Scorer):
     """SQLite FTS5 ``bm25()`` (k1 = 1.2, b = 0.75) over the index's passages: the default."""
 
     name = "fts5"
@@ -379,14 +398,6 @@ class FTS5Retriever:
         self.store = store
         self.query = _Queries(store, stopwords, max_terms)
         self.row_budget = row_budget
-
-    def search(self, question: str, k: int = 10, paths: Sequence[str] | None = None) -> SearchResult:
-        k = _check_k(k)
-        with _sqlite_errors(self.store):
-            query = self.query(question)
-            doc_ids = matching_documents(self.store, paths) if paths else None
-            scored = self.scores(query, k, doc_ids) if query.terms and doc_ids != [] else []
-            return SearchResult(question=question, retriever=self.name, hits=_hits(self.store, scored))
 
     def scores(self, query: Query, k: int, doc_ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
         """Top ``k`` (passage id, score), best first."""
@@ -445,7 +456,7 @@ class _BM25Model:
     document_ids: np.ndarray
 
 
-class BM25Retriever:
+class BM25Retriever(_Scorer):
     """rank-bm25's ``BM25Okapi`` (its default parameters) over every passage in the index.
 
     Built from the FTS5 index's own terms, so it tokenizes exactly like ``FTS5Retriever``; the
@@ -467,14 +478,6 @@ class BM25Retriever:
         self.cache_path = Path(cache_dir or store.path.parent) / f"{store.path.name}.bm25"
         self.query = _Queries(store, stopwords, max_terms)
         self._model: _BM25Model | None = None
-
-    def search(self, question: str, k: int = 10, paths: Sequence[str] | None = None) -> SearchResult:
-        k = _check_k(k)
-        with _sqlite_errors(self.store):
-            query = self.query(question)
-            doc_ids = matching_documents(self.store, paths) if paths else None
-            scored = self.scores(query, k, doc_ids) if query.terms and doc_ids != [] else []
-            return SearchResult(question=question, retriever=self.name, hits=_hits(self.store, scored))
 
     def scores(self, query: Query, k: int, doc_ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
         """Top ``k`` (passage id, score) among passages with a positive score."""

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import sentencex
 
-from docqa.types import PAGE_BREAK, Passage
+from docqa.types import PAGE_BREAK, Passage, page_starts
 
 # Sentence boundaries come from sentencex (Wikimedia; Rust, maintained): it keeps "e.g.",
 # "i.e.", "Fig. 3", "U.S. Army", "Dr.", "No. 5", 3.14, "J. R. R. Tolkien" and ellipses whole,
@@ -64,7 +64,7 @@ def split_pages(pages: Sequence[str], *, words: int = 120, overlap: int = 30) ->
     units = list(_units(text, words + words // 2, words - overlap))
     if not units:
         return []
-    page_starts = _page_starts(pages)
+    starts = page_starts(pages)
     passages = []
     for ordinal, (start, end) in enumerate(_windows(text, units, words, overlap)):
         passages.append(
@@ -72,20 +72,13 @@ def split_pages(pages: Sequence[str], *, words: int = 120, overlap: int = 30) ->
                 ordinal=ordinal,
                 start=start,
                 end=end,
-                page=bisect.bisect_right(page_starts, start),
-                last_page=bisect.bisect_right(page_starts, end - 1),
+                page=bisect.bisect_right(starts, start),
+                last_page=bisect.bisect_right(starts, end - 1),
                 text=text[start:end],
             )
         )
     return passages
 
-
-def _page_starts(pages: Sequence[str]) -> list[int]:
-    starts, offset = [], 0
-    for page in pages:
-        starts.append(offset)
-        offset += len(page) + len(PAGE_BREAK)
-    return starts
 
 
 def _sentences(text: str) -> Iterator[tuple[int, int]]:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 from docqa.errors import BadIndex, DiskFull, DocQAError, IndexLocked, IndexNotFound, IndexReadOnly, SchemaMismatch
-from docqa.types import PAGE_BREAK, PROBLEM_STATUSES, IndexInfo, Passage, Problem
+from docqa.types import PAGE_BREAK, PROBLEM_STATUSES, IndexInfo, Passage, Problem, page_starts
 
 SCHEMA_VERSION = 1
 # PRAGMA application_id: marks the file as docqa's ("dqa1").
@@ -469,13 +469,6 @@ class Store:
         )
 
 
-def page_starts(pages: Sequence[str]) -> list[int]:
-    """Offset of each page in the document text (pages joined with ``PAGE_BREAK``)."""
-    starts, offset = [], 0
-    for text in pages:
-        starts.append(offset)
-        offset += len(text) + len(PAGE_BREAK)
-    return starts
 
 
 def page_of(starts: Sequence[int], offset: int) -> int:

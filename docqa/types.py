@@ -7,11 +7,20 @@ any result is its JSON shape, so field names here are a public contract.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 # A document's text is its pages joined with this, so a character offset maps to a page.
 PAGE_BREAK = "\f"
+
+
+def page_starts(pages: Sequence[str]) -> list[int]:
+    """Offset of each page in the document text (pages joined with ``PAGE_BREAK``)."""
+    starts, offset = [], 0
+    for text in pages:
+        starts.append(offset)
+        offset += len(text) + len(PAGE_BREAK)
+    return starts
 
 # Every file ends an indexing run with exactly one of these.
 STATUSES = (
