@@ -257,7 +257,7 @@ def _threshold_table(data: dict, k: int, mu: float) -> None:
     print(f"\nthreshold at k={k}, mu={mu}: top answers with fused score below/above it")
     print("| threshold | withheld | EM of withheld | EM of shown | F1 of shown | open F1 (withheld = 0) |")
     print("|---:|---:|---:|---:|---:|---:|")
-    for cut in [i / 20 for i in range(0, 20)]:
+    for cut in sorted({0.0} | {math.ceil(t.fused * 20) / 20 for t, _ in rows}):  # where something changes
         below = [s for t, s in rows if t.fused < cut]
         above = [s for t, s in rows if t.fused >= cut]
         em_below = f"{100 * sum(s[0] for s in below) / len(below):.1f}" if below else "-"

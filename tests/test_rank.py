@@ -30,8 +30,8 @@ def _span(hit: Hit, answer: str, score: float, nth: int = 0) -> Span:
                 end=start + len(answer), score=score)
 
 
-def rank(spans: list[Span], **kw: float):
-    return rank_answers(spans, [HIT_A, HIT_B], page_of=lambda s: 1, **kw)
+def rank(spans: list[Span], threshold: float = 0.0, **kw: float):
+    return rank_answers(spans, [HIT_A, HIT_B], page_of=lambda s: 1, threshold=threshold, **kw)
 
 
 def test_fused_score_is_mu_weighted_sum_of_normalised_parts() -> None:
@@ -59,7 +59,7 @@ def test_same_answer_from_two_documents_is_merged_with_best_citation_first() -> 
 def test_normalised_duplicates_merge_but_text_keeps_the_document_form() -> None:
     hit = _hit("c.txt", "The Eiffel Tower. the eiffel tower!", 3.0, 1, 3)
     ranked = rank_answers([_span(hit, "The Eiffel Tower", 4.0), _span(hit, "eiffel tower", 3.0)],
-                          [hit], page_of=lambda s: 1, mu=1.0)
+                          [hit], page_of=lambda s: 1, mu=1.0, threshold=0.0)
     (answer,) = ranked.answers
     assert answer.text == "The Eiffel Tower"
     assert len(answer.citations) == 2

@@ -12,7 +12,7 @@ Both are saved with ``save_pretrained`` together with their (cased) tokenizer, s
 Writing documents with facts for a test::
 
     gen = FactGenerator(seed=7)
-    passage = gen.passage(n_facts=6)          # ~100 words: facts plus filler sentences
+    passage = gen.passage(n_facts=6)          # ~90 words: 6 facts among 8 filler sentences
     fact = passage.facts[0]
     fact.question  # "What is the code of Zorbia?"
     fact.value     # "Quelm"; passage.text[passage.answer_start(fact):...] == fact.value
