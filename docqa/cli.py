@@ -332,7 +332,8 @@ def _eval_progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
 @click.option("--mu", type=click.FloatRange(0, 1), default=None,
               help="Weight of the reader vs the retriever (default: tuned).")
 @click.option("--mu-sweep", callback=_mu_sweep, default=None, metavar="LO:HI:STEP",
-              help="Also score each mu in LO..HI (e.g. 0:1:0.1) from the same reading; plots F1 vs mu.")
+              help="Also score each mu in LO..HI (e.g. 0:1:0.1), answering every question (no threshold), "
+                   "from the same reading; plots F1 vs mu.")
 @click.option("--threshold", type=float, default=None, help="Abstain below this fused score (default: tuned).")
 @click.option("--widen", type=click.IntRange(min=0), default=None,
               help="Characters of neighbouring text read on each side of a passage (default: tuned).")
@@ -393,7 +394,7 @@ def _print_answer_quality(r: EvalReport) -> None:
     click.echo(f"confidence ECE {r.ece:.1f} points")
     click.echo(f"time       retrieve {r.retrieve_ms:.1f} ms, read {r.read_ms:.1f} ms per question")
     if r.mu_sweep:
-        click.echo(f"{'mu':>6}{'EM':>7}{'F1':>7}")
+        click.echo(f"{'mu':>6}{'EM':>7}{'F1':>7}   (every question answered: no threshold)")
         for p in r.mu_sweep:
             click.echo(f"{p.mu:>6.2f}{p.em:>7.1f}{p.f1:>7.1f}")
 

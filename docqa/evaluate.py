@@ -108,6 +108,9 @@ class QuestionEval:
 
 @dataclass(frozen=True)
 class MuPoint:
+    """Answer quality at one ``mu`` when every question is answered: the threshold is left out,
+    since the fused scores it cuts move with ``mu``."""
+
     mu: float
     em: float
     f1: float
@@ -320,7 +323,7 @@ def evaluate(
     titles = {a.index: document_path(a) for a in corpus}
 
     rows: list[QuestionEval] = []
-    sweep_scores: list[list[tuple[float, float]]] = []  # per question: (em, f1) at each swept mu
+    sweep_scores: list[list[tuple[float, float]]] = []  # per question: (em, f1) at each swept mu, no threshold
     with DocQA(path, model=model, tokenizer=tokenizer, device=device, precision=precision,
                threads=threads, threshold=threshold, widen=widen) as qa:
         for start in range(0, len(questions), BATCH_QUESTIONS):
@@ -335,7 +338,7 @@ def evaluate(
             else:
                 for q, reading, hits, gold in read_questions(qa, batch, found, k, titles):
                     rows.append(_question_eval(qa, q, reading, hits, gold, mu))
-                    sweep_scores.append([_scores(q, qa.rank(reading, mu=m)) for m in sweep])
+                    sweep_scores.append([_scores(q, qa.rank(reading, mu=m, threshold=-math.inf)) for m in sweep])
             if progress is not None:
                 progress(len(rows), len(questions))
         model_name = "" if retrieval_only else qa.reader.model_name

@@ -58,8 +58,8 @@ def _recall_curve(plt: Any, report: EvalReport, rows: Sequence[QuestionEval], pa
 def _mu_curve(plt: Any, report: EvalReport, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5, 3.5))
     mus = [p.mu for p in report.mu_sweep]
-    ax.plot(mus, [p.f1 for p in report.mu_sweep], marker="o", label="open F1")
-    ax.plot(mus, [p.em for p in report.mu_sweep], marker="s", label="open EM")
+    ax.plot(mus, [p.f1 for p in report.mu_sweep], marker="o", label="open F1 (no threshold)")
+    ax.plot(mus, [p.em for p in report.mu_sweep], marker="s", label="open EM (no threshold)")
     ax.axhline(report.gold_f1, color="grey", linestyle="--", label="gold-paragraph F1")
     ax.set(xlabel="mu (weight of the reader; 1 - mu: retriever)", ylabel="%", title="Answer quality vs mu")
     ax.grid(alpha=0.3)

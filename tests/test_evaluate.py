@@ -234,16 +234,17 @@ def test_counts_and_the_questions_built_to_fail(run) -> None:
 
 def test_mu_sweep_and_threshold_agree_with_separate_runs(run, dataset: Path, trained_model_dir: Path) -> None:
     """A run at mu=1 whose threshold is above every fused score (<= 1) abstains on everything; its
-    withheld top answers are exactly the sweep's mu=1 answers."""
+    withheld top answers are exactly the sweep's mu=1 answers, and its own sweep ignores it."""
     report, _, out = run
     index_mtime = Path(report.index).stat().st_mtime_ns
     strict = evaluate(dataset, model=str(trained_model_dir), index=report.index, k=K, mu=1.0, threshold=2.0,
-                      **EVAL_SETTINGS)
+                      mu_sweep=(1.0,), **EVAL_SETTINGS)
     assert Path(strict.index).stat().st_mtime_ns == index_mtime  # same dataset and settings: reused
     assert (strict.abstain_rate, strict.unanswerable_abstain_rate, strict.open_em, strict.open_f1) == (100, 100, 0, 0)
     assert strict.calibration == () and strict.above_threshold_em is None
     assert [p.mu for p in report.mu_sweep] == [0.0, 1.0]
     assert strict.below_threshold_em == pytest.approx(report.mu_sweep[1].em)
+    assert strict.mu_sweep == report.mu_sweep[1:]  # sweeps answer everything, whatever the threshold
     assert (strict.gold_em, strict.gold_f1, strict.recall) == (report.gold_em, report.gold_f1, report.recall)
 
 
