@@ -17,6 +17,7 @@ import argparse
 import json
 import random
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from docqa.datasets import Article, load_squad, questions_of  # noqa: E402
+from docqa.datasets import Article, Question, load_squad, questions_of  # noqa: E402
 from docqa.evaluate import has_answer  # noqa: E402
 from docqa.retrieve import STOPWORDS, BM25Retriever, FTS5Retriever, Retriever  # noqa: E402
 from docqa.split import split_pages  # noqa: E402
@@ -99,8 +100,11 @@ def first_hit(retriever: Retriever, question: str, answers: Sequence[str], k: in
     return None
 
 
-def recall(dataset: str, retriever: Retriever, articles: list[Article], label: dict[str, str]) -> Recall:
-    questions = [q for q in questions_of(articles) if q.answerable]
+def answerable(articles: list[Article]) -> list[Question]:
+    return [q for q in questions_of(articles) if q.answerable]
+
+
+def recall(dataset: str, retriever: Retriever, questions: Sequence[Question], label: dict[str, str]) -> Recall:
     t0 = time.perf_counter()
     ranks = [first_hit(retriever, q.question, q.answers, max(KS)) for q in questions]
     elapsed = time.perf_counter() - t0
@@ -123,7 +127,7 @@ def run_recall(args: argparse.Namespace) -> list[Recall]:
                         "rank-bm25": lambda: BM25Retriever(store, cache_dir=args.work, stopwords=stop),
                     }
                     for name in args.retrievers.split(","):
-                        r = recall(dataset, makers[name](), articles,
+                        r = recall(dataset, makers[name](), answerable(articles),
                                    {"tokenizer": tokenizer, "stopwords": stop_name})
                         print(json.dumps(r.__dict__), file=sys.stderr, flush=True)
                         results.append(r)
@@ -132,12 +136,12 @@ def run_recall(args: argparse.Namespace) -> list[Recall]:
 
 
 def budget_sweep(dataset: str, articles: list[Article], args: argparse.Namespace) -> list[Recall]:
-    """Recall of the default choice when the FTS5 row budget binds (see ``restricted_match``)."""
+    """Recall of the default choice when the FTS5 row budget binds."""
     results = []
     with Store(dataset_index(dataset, PORTER, args.work), readonly=True) as store:
         passages = store.info().passages
         for budget in map(int, filter(None, args.row_budgets.split(","))):
-            r = recall(dataset, FTS5Retriever(store, row_budget=budget), articles,
+            r = recall(dataset, FTS5Retriever(store, row_budget=budget), answerable(articles),
                        {"tokenizer": PORTER, "stopwords": "nltk"})
             r = Recall(**{**r.__dict__, "retriever": f"fts5, row budget {budget} ({100 * budget / passages:.1f}%)"})
             print(json.dumps(r.__dict__), file=sys.stderr, flush=True)
@@ -155,6 +159,46 @@ def recall_table(results: Sequence[Recall]) -> str:
         lines.append(f"| {r.dataset} | {r.retriever} | `{r.tokenizer}` | {r.stopwords} | {r.questions} | "
                      f"{cells} | {r.ms_per_question:.1f} |")
     return "\n".join(lines)
+
+
+def squad_in_synthetic(size: int, work: Path) -> Path:
+    """The ``size``-passage synthetic index with SQuAD dev's 48 articles added as documents."""
+    path = work / f"squad-dev-in-{size}.db"
+    if path.exists():
+        return path
+    tmp = path.with_suffix(".tmp.db")
+    shutil.copyfile(synthetic_index(size, work), tmp)
+    words, overlap = int(DEFAULT_SETTINGS["passage_words"]), int(DEFAULT_SETTINGS["overlap_words"])
+    with Store(tmp) as store:
+        for article in load_squad(DATASETS["squad-dev"]):
+            store.put_document(_row(f"squad/{article.index:03d}-{article.title}.txt", len(article.text), 1),
+                               [article.text], split_pages([article.text], words=words, overlap=overlap))
+        store.optimize()
+    tmp.rename(path)
+    return path
+
+
+def run_scale(args: argparse.Namespace) -> list[Recall]:
+    """What the staged query and row budgets cost in recall where they bind: SQuAD dev questions
+    against SQuAD dev hidden among ``--size`` synthetic passages (which resample its sentences,
+    so an answer also counts when found in a synthetic passage)."""
+    index = squad_in_synthetic(args.size, args.work)
+    questions = random.Random(2).sample(answerable(load_squad(DATASETS["squad-dev"])), args.questions)
+    label = {"tokenizer": PORTER, "stopwords": "nltk"}
+    everything = 10 * args.size
+    configs = {
+        "fts5, one OR query scoring every matching row": dict(first_rows=everything, row_budget=everything),
+        "fts5 default: rarest terms first, exact below the row budget": {},
+        **{f"fts5, row budget {b:,}": dict(row_budget=b) for b in map(int, filter(None, args.row_budgets.split(",")))},
+    }
+    results = []
+    with Store(index, readonly=True) as store:
+        for name, options in configs.items():
+            r = recall(f"squad-dev in {args.size:,} synthetic", FTS5Retriever(store, **options), questions, label)
+            r = Recall(**{**r.__dict__, "retriever": name})
+            print(json.dumps(r.__dict__), file=sys.stderr, flush=True)
+            results.append(r)
+    return results
 
 
 # -- latency -----------------------------------------------------------------------------------
@@ -191,8 +235,9 @@ def synthetic_passage(rng: random.Random, sentences: list[str], words: int) -> s
 
 def synthetic_index(size: int, work: Path, seed: int = 0) -> Path:
     """``size`` passages of ~120 words in documents of ``PASSAGES_PER_DOCUMENT`` passages,
-    written one document (one transaction) at a time through ``Store.put_document``."""
-    path = work / f"synthetic-{size}.db"
+    written one document (one transaction) at a time through ``Store.put_document``, then
+    optimized as ``docqa index`` ends a run."""
+    path = work / f"synthetic-{size}-v2.db"
     if path.exists():
         return path
     rng = random.Random(seed)
@@ -210,7 +255,7 @@ def synthetic_index(size: int, work: Path, seed: int = 0) -> Path:
                 start += len(text) + 1
             doc = " ".join(texts)
             store.put_document(_row(f"synthetic/doc{d // PASSAGES_PER_DOCUMENT:05d}.txt", len(doc), 1), [doc], passages)
-        store.conn.execute("INSERT INTO passages_fts(passages_fts) VALUES ('optimize')")
+        store.optimize()
     tmp.rename(path)
     print(f"built {path.name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     return path
@@ -229,6 +274,10 @@ def query_times(retriever: Retriever, questions: Sequence[str]) -> list[float]:
         retriever.search(q, k=10)
         out.append(1000 * (time.perf_counter() - t0))
     return out
+
+
+def top_k(retriever: Retriever, question: str, k: int = 10) -> list[tuple[int, float]]:
+    return sorted((h.passage_id, round(h.score, 9)) for h in retriever.search(question, k=k).hits)  # ties: any order
 
 
 LIBRARY_SEARCH = (
@@ -261,6 +310,9 @@ class Latency:
     cold_s: float  # ``docqa search``
     cold_library_s: float  # ``python -c`` importing only the retrieval path
     build_s: float  # rank-bm25: building its model (first search on a fresh index)
+    plain_p50_ms: float = 0.0  # fts5: one OR query over all terms, every matching row scored
+    plain_p90_ms: float = 0.0
+    same_top_k: float = 0.0  # fts5: % of questions whose top 10 (ids and scores) equals the plain query's
 
 
 def run_latency(args: argparse.Namespace) -> list[Latency]:
@@ -283,9 +335,16 @@ def run_latency(args: argparse.Namespace) -> list[Latency]:
                     r.model()
                     build = time.perf_counter() - t0
                 times = query_times(r, questions[: args.bm25_questions if name == "rank-bm25" else None])
+                plain: list[float] = []
+                same = 0.0
+                if name == "fts5":
+                    unstaged = FTS5Retriever(store, first_rows=size, row_budget=size)
+                    plain = query_times(unstaged, questions)
+                    same = 100 * statistics.mean(top_k(r, q) == top_k(unstaged, q) for q in questions)
             cold = cold_process(index, name, questions[0], args.cold_runs, cli=True)
             cold_lib = cold_process(index, name, questions[0], args.cold_runs, cli=False)
-            lat = Latency(size, name, statistics.median(times), percentile(times, 0.9), cold, cold_lib, build)
+            lat = Latency(size, name, statistics.median(times), percentile(times, 0.9), cold, cold_lib, build,
+                          statistics.median(plain) if plain else 0.0, percentile(plain, 0.9) if plain else 0.0, same)
             print(json.dumps(lat.__dict__), file=sys.stderr, flush=True)
             results.append(lat)
     return results
@@ -293,13 +352,15 @@ def run_latency(args: argparse.Namespace) -> list[Latency]:
 
 def latency_table(results: Sequence[Latency]) -> str:
     lines = [
-        "| passages | retriever | p50 ms | p90 ms | cold `docqa search` s | cold library s | model build s |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| passages | retriever | p50 ms | p90 ms | cold `docqa search` s | cold library s | model build s "
+        "| plain OR query p50 / p90 ms | top 10 = plain query's |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         build = f"{r.build_s:.1f}" if r.retriever == "rank-bm25" else "-"
+        plain = f"{r.plain_p50_ms:.1f} / {r.plain_p90_ms:.1f} | {r.same_top_k:.1f}%" if r.retriever == "fts5" else "- | -"
         lines.append(f"| {r.passages:,} | {r.retriever} | {r.p50_ms:.1f} | {r.p90_ms:.1f} | {r.cold_s:.2f} | "
-                     f"{r.cold_library_s:.2f} | {build} |")
+                     f"{r.cold_library_s:.2f} | {build} | {plain} |")
     by = {(r.passages, r.retriever): r for r in results}
     ratios = [
         f"| {n:,} | {by[n, 'rank-bm25'].p50_ms / f.p50_ms:.0f}x | {by[n, 'rank-bm25'].cold_s / f.cold_s:.1f}x | "
@@ -326,6 +387,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     rec.add_argument("--stopwords", default=",".join(STOPWORD_LISTS))
     rec.add_argument("--retrievers", default="fts5,rank-bm25")
     rec.add_argument("--row-budgets", default="", help="FTS5 row budgets to sweep, e.g. 300,100")
+    scale = sub.add_parser("scale", help="recall cost of the staged query and row budgets at 1M passages")
+    scale.add_argument("--size", type=int, default=1_000_000)
+    scale.add_argument("--questions", type=int, default=1000)
+    scale.add_argument("--row-budgets", default="50000,20000")
     lat = sub.add_parser("latency", help="query and whole-process time at several index sizes")
     lat.add_argument("--sizes", default="10000,100000,1000000")
     lat.add_argument("--retrievers", default="fts5,rank-bm25")
@@ -337,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.command == "recall":
         print(recall_table(run_recall(args)))
+    elif args.command == "scale":
+        print(recall_table(run_scale(args)))
     else:
         print(latency_table(run_latency(args)))
 

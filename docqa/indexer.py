@@ -308,6 +308,8 @@ class Indexer:
             with self._interrupts:
                 self._index(walk(paths))
                 self._remove_missing(paths)
+                if any(f.status in ("indexed", "updated", "removed") for f in self.files):
+                    self.store.optimize()
         except KeyboardInterrupt:
             interrupted = True
         except sqlite3.Error as err:  # a read that failed (a write already maps its errors)

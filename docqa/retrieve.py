@@ -16,7 +16,10 @@ broken by passage id in rank-bm25 but in FTS5's own order.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
+import math
 import os
 import pickle
 import re
@@ -356,11 +359,25 @@ def _sqlite_errors(store: Store) -> Iterator[None]:
 # -- FTS5 --------------------------------------------------------------------------------------
 
 
-# FTS5's bm25() costs ~1.5 us per matching row: an OR over common terms at 1M passages takes
-# 100s of ms. Above this many matching rows only passages holding one of the rarest terms are
-# scored (``restricted_match``): p50 halves at 1M; on SQuAD a budget of 10% of the passages
-# (as this is of 1M) costs no recall, 3.2% costs 1.7 points (docs/bench-retrieval.md).
-ROW_BUDGET = 100_000
+# FTS5's bm25() costs ~1.2 us per matching row and first counts every row of every term for its
+# idf, so an OR over common terms at 1M passages takes 100s of ms. ``FTS5Retriever`` therefore
+# scores the rows holding the question's rarest terms first (about FIRST_ROWS of them) and widens
+# only while a passage without them could still make the top k; it never widens past ROW_BUDGET
+# rows (then: the best passages holding one of the rarest terms). With SQuAD dev inside 1M
+# passages that budget cost no recall@10/@20 (docs/bench-retrieval.md).
+FIRST_ROWS = 10_000
+ROW_BUDGET = 50_000
+K1 = 1.2  # FTS5 bm25()'s k1
+
+
+def fts5_idf(df: int, passages: int) -> float:
+    """The idf FTS5's bm25() gives a term in ``df`` of ``passages`` rows."""
+    return max(math.log((passages - df + 0.5) / (df + 0.5)), 1e-6)
+
+
+def max_term_score(df: int, passages: int) -> float:
+    """The most one term can add to a passage's bm25(): its idf times (k1 + 1), as tf grows."""
+    return fts5_idf(df, passages) * (K1 + 1)
 
 
 class _Scorer:
@@ -383,7 +400,14 @@ class _Scorer:
 
 
 class FTS5Retriever(_Scorer):
-    """SQLite FTS5 ``bm25()`` (k1 = 1.2, b = 0.75) over the index's passages: the default."""
+    """SQLite FTS5 ``bm25()`` (k1 = 1.2, b = 0.75) over the index's passages: the default.
+
+    Exact BM25 over all the question's terms, computed on as few rows as possible (MaxScore-style):
+    the terms are split into the rarest (the "rare" set, whose rows are scored) and the rest. A
+    passage holding no rare term scores at most the sum of the rest's ``max_term_score``; once the
+    k-th best passage holding a rare term scores above that, the top k is final. Otherwise the rare
+    set grows, up to ``row_budget`` rows.
+    """
 
     name = "fts5"
 
@@ -393,15 +417,46 @@ class FTS5Retriever(_Scorer):
         *,
         stopwords: frozenset[str] = STOPWORDS,
         max_terms: int = MAX_TERMS,
+        first_rows: int = FIRST_ROWS,
         row_budget: int = ROW_BUDGET,
     ) -> None:
         self.store = store
         self.query = _Queries(store, stopwords, max_terms)
+        self.first_rows = min(first_rows, row_budget)
         self.row_budget = row_budget
 
     def scores(self, query: Query, k: int, doc_ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
         """Top ``k`` (passage id, score), best first."""
-        return self._fts_top(restricted_match(query, self.row_budget), k, doc_ids)
+        order = sorted(query.terms, key=lambda t: (query.df[t], t))  # rarest first
+        rows = list(itertools.accumulate(query.df[t] for t in order))  # rows[i]: rows of order[:i + 1]
+        n = max(1, bisect.bisect_right(rows, self.first_rows))
+        while True:
+            rare, rest = order[:n], order[n:]
+            top = self._top_holding(query, rare, rest, k, doc_ids)
+            if not rest:
+                return top
+            bound = sum(max_term_score(query.df[t], query.passages) for t in rest)
+            if len(top) == k and top[-1][1] > bound:
+                return top  # no passage without a rare term can reach the top k
+            if rows[n] > self.row_budget:
+                return top
+            # Grow the scored rows about 4x a round: the wasted rounds cost a third at most.
+            n = max(n + 1, bisect.bisect_right(rows, min(4 * rows[n - 1], self.row_budget)))
+
+    def _top_holding(self, query: Query, rare: Sequence[str], rest: Sequence[str], k: int,
+                     doc_ids: Sequence[int] | None) -> list[tuple[int, float]]:
+        """Exact top ``k`` by bm25() over all terms among the passages holding a ``rare`` term.
+
+        ``rare`` alone scores exactly the passages without any ``rest`` term; ``rare AND rest``
+        scores the others over all terms (bm25() sums over the phrases present in a row, so AND
+        and OR score a row alike) while calling bm25() on the rows with a rare term only. A
+        passage in the first top k with a ``rest`` term but outside the second scores below k
+        others there, so merging the two top-k lists is exact.
+        """
+        best = dict(self._fts_top(query.match(rare), k, doc_ids))
+        if rest:
+            best.update(self._fts_top(f"({query.match(rare)}) AND ({query.match(rest)})", k, doc_ids))
+        return sorted(best.items(), key=lambda item: (-item[1], item[0]))[:k]
 
     def _fts_top(self, match: str, k: int, doc_ids: Sequence[int] | None) -> list[tuple[int, float]]:
         # bm25() is negative-is-better; ORDER BY an alias of it is faster than ORDER BY rank.
@@ -419,28 +474,6 @@ class FTS5Retriever(_Scorer):
             )
             args = (match, "[" + ",".join(map(str, doc_ids)) + "]", k)
         return [(int(pid), -float(s)) for pid, s in self.store.conn.execute(sql, args)]
-
-
-
-def restricted_match(query: Query, budget: int) -> str:
-    """The OR of all terms; if they match more than ``budget`` rows, only where one of the rarest
-    terms (those within the budget) occurs too.
-
-    ``ALL NOT (COMMON NOT RARE)`` keeps bm25() exact on the rows it returns (phrases of a NOT
-    branch that did not match add nothing) while bm25() runs only on rows with a rare term:
-    a passage with none of them scores low anyway (common terms have a small idf).
-    """
-    rarest = sorted(query.terms, key=lambda t: query.df[t])
-    rare, rows = [], 0
-    for term in rarest:
-        rows += query.df[term]
-        if rare and rows > budget:
-            break
-        rare.append(term)
-    common = [t for t in query.terms if t not in rare]
-    if not common:
-        return query.match()
-    return f"({query.match()}) NOT (({query.match(common)}) NOT ({query.match(rare)}))"
 
 
 # -- rank-bm25 ---------------------------------------------------------------------------------

@@ -94,6 +94,32 @@ def test_fts5_and_rank_bm25_agree_on_the_top_10(fts: FTS5Retriever, bm25: BM25Re
     assert same_top / len(questions) >= 0.9
 
 
+def _plain_top(store: Store, fts: FTS5Retriever, question: str, k: int) -> list[tuple[int, float]]:
+    """The top k of one plain FTS5 OR query over all the question's terms: what must come back."""
+    rows = store.conn.execute(
+        "SELECT rowid, -bm25(passages_fts) AS s FROM passages_fts WHERE passages_fts MATCH ? ORDER BY s DESC LIMIT ?",
+        (fts.query(question).match(), k),
+    )
+    return [(pid, s) for pid, s in rows]
+
+
+@pytest.mark.parametrize("k", [1, 10])
+def test_scoring_the_rarest_terms_first_is_exact(store: Store, fts: FTS5Retriever, questions: list[str],
+                                                  k: int) -> None:
+    """Forced to start from the single rarest term, the search widens until no passage without the
+    scored terms can make the top k, and returns exactly the plain query's top k."""
+    staged = FTS5Retriever(store, first_rows=1)
+    widened = 0
+    for q in questions:
+        query = fts.query(q)
+        got = [(h.passage_id, h.score) for h in staged.search(q, k=k).hits]
+        want = _plain_top(store, fts, q, k)
+        assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-12)
+        assert {pid for pid, _ in got} == {pid for pid, _ in want} or len({s for _, s in want}) < len(want)
+        widened += len(query.terms) > 1
+    assert widened >= len(questions) // 2  # the staged path was really taken
+
+
 def test_row_budget_keeps_bm25_exact(store: Store, fts: FTS5Retriever, questions: list[str]) -> None:
     # A budget of one row: only passages with the rarest term are scored, each exactly as before.
     budgeted = FTS5Retriever(store, row_budget=1)
@@ -105,6 +131,17 @@ def test_row_budget_keeps_bm25_exact(store: Store, fts: FTS5Retriever, questions
         assert len(hits) == query.df[rarest]
         for h in hits:
             assert h.score == pytest.approx(exact[h.passage_id], rel=1e-12)
+
+
+def test_optimize_merges_the_fts_index_and_keeps_every_score(tmp_path: Path, articles: list[Article],
+                                                              questions: list[str]) -> None:
+    path = _build(tmp_path / "merged.db", articles)  # one transaction per document: many segments
+    with Store(path) as store:
+        before = [FTS5Retriever(store).search(q).hits for q in questions]
+        rows = store.conn.execute("SELECT count(*) FROM passages_fts_data").fetchone()[0]
+        store.optimize()
+        assert store.conn.execute("SELECT count(*) FROM passages_fts_data").fetchone()[0] < rows
+        assert [FTS5Retriever(store).search(q).hits for q in questions] == before
 
 
 def test_tokenize_matches_the_index(store: Store) -> None:
