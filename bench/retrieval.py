@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from docqa.datasets import Article, Question, load_squad, questions_of  # noqa: E402
 from docqa.evaluate import has_answer  # noqa: E402
-from docqa.retrieve import STOPWORDS, BM25Retriever, FTS5Retriever, Retriever  # noqa: E402
+from docqa.dense import Embedder, embed_index  # noqa: E402
+from docqa.retrieve import STOPWORDS, BM25Retriever, FTS5Retriever, HybridRetriever, Retriever  # noqa: E402
 from docqa.split import split_pages  # noqa: E402
 from docqa.store import DEFAULT_SETTINGS, DocumentRow, Store  # noqa: E402
 from docqa.types import Passage  # noqa: E402
@@ -119,12 +120,15 @@ def run_recall(args: argparse.Namespace) -> list[Recall]:
         articles = load_squad(DATASETS[dataset])
         for tokenizer in args.tokenizers.split(";"):
             path = dataset_index(dataset, tokenizer, args.work)
+            if "hybrid" in args.retrievers.split(","):
+                embed(path)
             for stop_name in args.stopwords.split(","):
                 stop = STOPWORD_LISTS[stop_name]
                 with Store(path, readonly=True) as store:
                     makers: dict[str, Callable[[], Retriever]] = {
                         "fts5": lambda: FTS5Retriever(store, stopwords=stop),
                         "rank-bm25": lambda: BM25Retriever(store, cache_dir=args.work, stopwords=stop),
+                        "hybrid": lambda: HybridRetriever(store),
                     }
                     for name in args.retrievers.split(","):
                         r = recall(dataset, makers[name](), answerable(articles),
@@ -133,6 +137,16 @@ def run_recall(args: argparse.Namespace) -> list[Recall]:
                         results.append(r)
         results += budget_sweep(dataset, articles, args)
     return results
+
+
+def embed(path: Path) -> None:
+    """Dense vectors for every passage of the index at ``path`` (once), timed."""
+    with Store(path) as store:
+        t0 = time.perf_counter()
+        done = embed_index(store, Embedder())
+        if done:
+            print(f"embedded {done} passages of {path.name} in {time.perf_counter() - t0:.0f} s "
+                  f"({1000 * (time.perf_counter() - t0) / done:.1f} ms each)", file=sys.stderr, flush=True)
 
 
 def budget_sweep(dataset: str, articles: list[Article], args: argparse.Namespace) -> list[Recall]:
@@ -385,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     rec.add_argument("--datasets", default=",".join(DATASETS))
     rec.add_argument("--tokenizers", default=f"{PORTER};{PLAIN}", help="';'-separated FTS5 tokenizer settings")
     rec.add_argument("--stopwords", default=",".join(STOPWORD_LISTS))
-    rec.add_argument("--retrievers", default="fts5,rank-bm25")
+    rec.add_argument("--retrievers", default="fts5,rank-bm25", help="fts5, rank-bm25 and/or hybrid")
     rec.add_argument("--row-budgets", default="", help="FTS5 row budgets to sweep, e.g. 300,100")
     scale = sub.add_parser("scale", help="recall cost of the staged query and row budgets at 1M passages")
     scale.add_argument("--size", type=int, default=1_000_000)

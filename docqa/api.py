@@ -116,6 +116,18 @@ class DocQA:
         self._invalidate()
         return report
 
+    def embed(self, embedder: str | None = None, *, threads: int | None = None,
+              progress: Callable[[int, int], None] | None = None) -> int:
+        """Store a dense vector for every passage that lacks one (for ``retriever="hybrid"``);
+        ``embedder`` defaults to the index's model, else all-MiniLM-L6-v2. Returns how many."""
+        from docqa.dense import DEFAULT_EMBEDDER, Embedder, embed_index
+
+        with writer_lock(self.index_path), Store(self.index_path) as store:
+            model = embedder or store.embedding_model or DEFAULT_EMBEDDER
+            done = embed_index(store, Embedder(model, threads=threads), progress=progress)
+        self._invalidate()
+        return done
+
     def remove(self, paths: Sequence[str]) -> list[str]:
         """Drop documents by relative or absolute path; returns the paths removed."""
         with writer_lock(self.index_path), Store(self.index_path) as store:

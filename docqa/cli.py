@@ -23,6 +23,7 @@ import click
 from docqa.api import DocQA
 from docqa.errors import BadQuestion, DocQAError
 from docqa.evaluate import EvalReport, evaluate, parse_sweep
+from docqa.retrieve import RETRIEVERS
 from docqa.types import DEFAULT_MAX_MB, DEFAULT_TIMEOUT_S, AskResult, FileResult, IndexReport, Limits, SearchResult
 
 
@@ -59,6 +60,10 @@ index_option = click.option(
     help="Index file, or a bare name meaning ./indexes/NAME.db [env DOCQA_INDEX; default ./indexes/docqa.db].",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+retriever_option = click.option(
+    "--retriever", type=click.Choice(RETRIEVERS), default="fts5", show_default=True,
+    help="hybrid: BM25 fused with dense vectors (needs `docqa index --embed`).",
+)
 path_option = click.option(
     "--path", "paths", multiple=True, metavar="GLOB",
     help="Only documents whose path matches GLOB (repeatable).",
@@ -133,10 +138,16 @@ def _summary(report: IndexReport) -> None:
               help="Skip files bigger than this many MB (status too-large).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT_S, show_default=True,
               help="Seconds one file's extraction may take (status timeout).")
+@click.option("--embed", is_flag=True,
+              help="Also store a dense vector per passage, for `search --retriever hybrid` "
+                   "(pip install 'docqa[dense]').")
+@click.option("--embedder", default=None, metavar="MODEL",
+              help="Embedding model folder for --embed (default: the index's, else all-MiniLM-L6-v2).")
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def index(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...], passwords_file: Any,
-          workers: int | None, max_size: float, timeout: float, as_json: bool, quiet: bool) -> None:
+          workers: int | None, max_size: float, timeout: float, embed: bool, embedder: str | None,
+          as_json: bool, quiet: bool) -> None:
     """Index PATHS (folders or files: PDF, txt, md, html) into one SQLite file.
 
     Re-running only touches what changed; files gone from an indexed folder are removed.
@@ -144,8 +155,14 @@ def index(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...]
     if passwords_file is not None:
         passwords += tuple(line.rstrip("\r\n") for line in passwords_file if line.strip())
     limits = Limits(max_bytes=int(max_size * 1024 * 1024), timeout_s=timeout)
-    with DocQA(index) as qa, _progress(quiet) as progress:
-        report = qa.index(list(paths), passwords=passwords, workers=workers, limits=limits, progress=progress)
+    with DocQA(index) as qa:
+        with _progress(quiet) as progress:
+            report = qa.index(list(paths), passwords=passwords, workers=workers, limits=limits, progress=progress)
+        if embed and not report.interrupted:
+            with _count_progress(quiet, "passages") as counted:
+                embedded = qa.embed(embedder, progress=counted)
+            if not as_json:
+                click.echo(f"{embedded} passages embedded")
     _json(report) if as_json else _summary(report)
     if report.interrupted:
         sys.exit(130)
@@ -190,7 +207,7 @@ def info(index: str | None, as_json: bool) -> None:
 @click.argument("question", required=False)
 @index_option
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Passages to return.")
-@click.option("--retriever", type=click.Choice(["fts5", "rank-bm25"]), default="fts5", show_default=True)
+@retriever_option
 @path_option
 @json_option
 def search(question: str | None, index: str | None, k: int, retriever: str,
@@ -230,11 +247,13 @@ def _one_line(text: str, width: int = 300) -> str:
 @click.option("--threshold", type=float, default=None,
               help="Abstain below this fused score (default: tuned).")
 @path_option
+@retriever_option
 @click.option("--explain", is_flag=True, help="Show the reader and retriever parts of every score.")
 @json_option
 def ask(question: str | None, index: str | None, top_n: int, passages: int, model: str | None,
         tokenizer: str | None, device: str, precision: str, threads: int | None, max_answer_len: int,
-        mu: float | None, threshold: float | None, paths: tuple[str, ...], explain: bool, as_json: bool) -> None:
+        mu: float | None, threshold: float | None, paths: tuple[str, ...], retriever: str, explain: bool,
+        as_json: bool) -> None:
     """Answer QUESTION from the indexed documents, with citations.
 
     QUESTION may come on stdin; with none on a terminal, an interactive prompt keeps the model loaded.
@@ -243,7 +262,7 @@ def ask(question: str | None, index: str | None, top_n: int, passages: int, mode
 
     text = _question(question)
     with DocQA(index, model=model, tokenizer=tokenizer, device=device, precision=precision,
-               threads=threads, max_answer_len=max_answer_len,
+               threads=threads, max_answer_len=max_answer_len, retriever=retriever,
                threshold=DEFAULT_THRESHOLD if threshold is None else threshold) as qa:
         def answer(q: str) -> None:
             result = qa.ask(q, top_k=top_n, passages=passages, paths=list(paths) or None, mu=mu)
@@ -298,17 +317,18 @@ def _mu_sweep(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 
 @contextmanager
-def _eval_progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+def _count_progress(quiet: bool, unit: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A (done, total) progress callback drawing a bar on stderr; None when quiet or piped."""
     if quiet or not sys.stderr.isatty():
         yield None
         return
     from tqdm import tqdm
 
-    bars: list[Any] = []  # made on the first call, when the number of questions is known
+    bars: list[Any] = []  # made on the first call, when the total is known
 
     def update(done: int, total: int) -> None:
         if not bars:
-            bars.append(tqdm(total=total, unit=" questions", file=sys.stderr, dynamic_ncols=True, leave=False))
+            bars.append(tqdm(total=total, unit=f" {unit}", file=sys.stderr, dynamic_ncols=True, leave=False))
         bars[0].update(done - bars[0].n)
 
     try:
@@ -356,7 +376,7 @@ def eval_(dataset: Path, model: str | None, tokenizer: str | None, device: str, 
     Indexes every article as one document, then reports retrieval recall@1/5/10/20, open EM/F1
     (the full pipeline), gold-paragraph EM/F1 (the reader alone) and time per question.
     """
-    with _eval_progress(quiet) as progress:
+    with _count_progress(quiet, "questions") as progress:
         report = evaluate(
             dataset, model=model, tokenizer=tokenizer, device=device, precision=precision, threads=threads,
             k=passages, index=index, limit=limit, articles=articles, mu=mu, mu_sweep=mu_sweep,

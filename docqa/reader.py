@@ -22,7 +22,8 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -434,10 +435,27 @@ def _auto_precision(device: str, cpu_flags: frozenset[str], parameters: int) -> 
 _DTYPES = {"fp32": "float32", "int8": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """No "Loading weights" bar and no warnings from transformers: a CLI's output stays clean."""
+    from transformers.utils import logging as hf_logging
+
+    bar, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # e.g. its load report of a checkpoint saved for another head
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
 def _load_model(model_dir: Path) -> PreTrainedModel:
     import torch
     from transformers import AutoConfig, AutoModelForQuestionAnswering
-    from transformers.utils import logging as hf_logging
 
     if not (model_dir / "config.json").is_file():
         raise ModelError(
@@ -458,19 +476,13 @@ def _load_model(model_dir: Path) -> PreTrainedModel:
     # would then run at a crawl on a CPU). fp32 first, whatever the precision: the span head
     # stays fp32 (see _keep_head_fp32) and needs its weights unrounded.
     dtype = torch.float32
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no "Loading weights" bar in a CLI's output
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_loading():
             model, info = AutoModelForQuestionAnswering.from_pretrained(
                 str(model_dir), dtype=dtype, local_files_only=True, output_loading_info=True
             )
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise ModelError(f"Cannot load an extractive-QA model from {model_dir}: {_first_line(err)}") from err
-    finally:
-        if bar:
-            hf_logging.enable_progress_bar()
     untrained = [k for k in info.get("missing_keys", ()) if "qa_outputs" in k]
     if untrained:
         raise ModelError(

@@ -1,4 +1,5 @@
-"""Question -> hits: SQLite FTS5 ``bm25()`` (the default) or rank-bm25's ``BM25Okapi``.
+"""Question -> hits: SQLite FTS5 ``bm25()`` (the default), rank-bm25's ``BM25Okapi``, or a hybrid
+of FTS5 and dense passage vectors (``docqa.dense``) fused by reciprocal rank.
 
 Both retrievers see the same terms. A question is tokenized by FTS5 itself, with the tokenizer
 recorded in the index's meta (an in-memory FTS5 table does the work, so the query side can never
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RETRIEVERS = ("fts5", "rank-bm25")
+RETRIEVERS = ("fts5", "rank-bm25", "hybrid")
 
 # A pasted paragraph still makes a fast query: keep its rarest terms (SQuAD questions have ~6).
 MAX_TERMS = 32
@@ -313,6 +314,7 @@ class Query:
     df: dict[str, int]
     passages: int
     avgdl: float
+    question: str = ""
 
     def match(self, terms: Sequence[str] | None = None) -> str:
         """The FTS5 MATCH expression for ``terms`` (default: all)."""
@@ -344,7 +346,7 @@ class _Queries:
         df = self.stats.document_frequencies(list(words))
         passages, avgdl = self.stats.totals(self.store.generation)
         kept = select_terms(list(words), df, passages, self.max_terms)
-        return Query(tuple(kept), {t: words[t] for t in kept}, {t: df[t] for t in kept}, passages, avgdl)
+        return Query(tuple(kept), {t: words[t] for t in kept}, {t: df[t] for t in kept}, passages, avgdl, question)
 
 
 @contextmanager
@@ -395,7 +397,7 @@ class _Scorer:
         with _sqlite_errors(self.store):
             query = self.query(question)
             doc_ids = matching_documents(self.store, paths) if paths else None
-            scored = self.scores(query, k, doc_ids) if query.terms and doc_ids != [] else []
+            scored = self.scores(query, k, doc_ids) if doc_ids != [] else []
             return SearchResult(question=question, retriever=self.name, hits=_hits(self.store, scored))
 
 
@@ -427,6 +429,8 @@ class FTS5Retriever(_Scorer):
 
     def scores(self, query: Query, k: int, doc_ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
         """Top ``k`` (passage id, score), best first."""
+        if not query.terms:
+            return []
         order = sorted(query.terms, key=lambda t: (query.df[t], t))  # rarest first
         rows = list(itertools.accumulate(query.df[t] for t in order))  # rows[i]: rows of order[:i + 1]
         n = max(1, bisect.bisect_right(rows, self.first_rows))
@@ -516,6 +520,8 @@ class BM25Retriever(_Scorer):
         """Top ``k`` (passage id, score) among passages with a positive score."""
         import numpy as np
 
+        if not query.terms:
+            return []
         terms = list(query.terms)
         model = self.model()
         if doc_ids is None:
@@ -610,9 +616,85 @@ def _rank_bm25_version() -> str:
 # -- choosing ----------------------------------------------------------------------------------
 
 
+# -- hybrid: BM25 + dense vectors -------------------------------------------------------------
+
+RRF_K = 60  # reciprocal-rank fusion's constant (Cormack et al., 2009)
+HYBRID_CANDIDATES = 100  # taken from each of the two rankings
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int, rrf_k: int = RRF_K) -> list[tuple[int, float]]:
+    """Top ``k`` (id, sum over rankings of 1 / (rrf_k + rank)): rank-based, so BM25 scores and
+    cosines need no common scale."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, pid in enumerate(ranking, 1):
+            fused[pid] = fused.get(pid, 0.0) + 1.0 / (rrf_k + rank)
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+
+
+class HybridRetriever(_Scorer):
+    """FTS5 BM25 and cosine similarity of dense passage vectors (``docqa.dense``), fused by
+    reciprocal rank: finds passages that paraphrase the question. The index must hold vectors
+    (``docqa index ... --embed``); they are all held in memory (1.5 KB a passage), and each
+    question is embedded, so this is for collections up to ~1M passages and costs ~10-20 ms a
+    question over BM25 (docs/bench-retrieval.md)."""
+
+    name = "hybrid"
+
+    def __init__(self, store: Store, embedder: Any = None, *, candidates: int = HYBRID_CANDIDATES) -> None:
+        from docqa.dense import INSTALL_HINT, Embedder
+
+        model = store.embedding_model
+        if model is None:
+            raise BadIndex(
+                f"{store.path} holds no passage vectors for the hybrid retriever: run "
+                f"`docqa index FOLDER -i {store.path} --embed` first ({INSTALL_HINT})"
+            )
+        self.embedder = embedder or Embedder(model)
+        if self.embedder.model_name != model:
+            raise BadIndex(f"{store.path} holds vectors of {model}, not {self.embedder.model_name}: re-run `--embed`")
+        self.store = store
+        self.lexical = FTS5Retriever(store)
+        self.query = self.lexical.query
+        self.candidates = candidates
+        self._vectors: tuple[int, Any, Any, Any] | None = None  # (generation, ids, documents, matrix)
+
+    def scores(self, query: Query, k: int, doc_ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        lexical = [pid for pid, _ in self.lexical.scores(query, self.candidates, doc_ids)]
+        return reciprocal_rank_fusion([lexical, self._dense(query.question, doc_ids)], k)
+
+    def _dense(self, question: str, doc_ids: Sequence[int] | None) -> list[int]:
+        # torch, not numpy, multiplies: OpenBLAS's threads would spin against torch's (10x slower).
+        import torch
+
+        _, ids, documents, matrix = self._load()
+        if not len(ids):
+            return []
+        sims = matrix @ torch.from_numpy(self.embedder.encode([question])[0])
+        if doc_ids is not None:
+            allowed = torch.isin(documents, torch.tensor(list(doc_ids), dtype=torch.int64))
+            sims = sims.masked_fill(~allowed, -math.inf)
+        top = torch.topk(sims, min(self.candidates, len(sims)))
+        return [int(ids[i]) for v, i in zip(top.values.tolist(), top.indices.tolist()) if v > -math.inf]
+
+    def _load(self) -> tuple[int, Any, Any, Any]:
+        import numpy as np
+        import torch
+
+        generation = self.store.generation
+        if self._vectors is None or self._vectors[0] != generation:
+            ids, documents, blobs = self.store.vectors()
+            flat = np.frombuffer(b"".join(blobs), dtype=np.float32)
+            matrix = torch.from_numpy(flat.reshape(len(blobs), -1).copy()) if blobs else torch.empty(0, 0)
+            self._vectors = (generation, ids, torch.tensor(documents, dtype=torch.int64), matrix)
+        return self._vectors
+
+
 def make_retriever(store: Store, name: str = "fts5") -> Retriever:
     if name == "fts5":
         return FTS5Retriever(store)
     if name == "rank-bm25":
         return BM25Retriever(store)
+    if name == "hybrid":
+        return HybridRetriever(store)
     raise ValueError(f"unknown retriever {name!r}; choose one of {', '.join(RETRIEVERS)}")

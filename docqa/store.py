@@ -359,6 +359,54 @@ class Store:
         except sqlite3.Error as err:
             raise index_error(self.path, err) from err
 
+    # -- dense vectors (optional: docqa.dense) -----------------------------------------------
+
+    @property
+    def embedding_model(self) -> str | None:
+        """The model the stored passage vectors come from; None if there are none."""
+        return self._meta("embedding_model")
+
+    def start_vectors(self, model: str) -> None:
+        """Make room for ``model``'s passage vectors; vectors of another model are dropped. A
+        trigger drops a passage's vector with the passage, so none outlives what it encodes."""
+        with self._write() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS passage_vectors (passage_id INTEGER PRIMARY KEY, vector BLOB NOT NULL)")
+            db.execute(
+                "CREATE TRIGGER IF NOT EXISTS passage_vectors_gone AFTER DELETE ON passages "
+                "BEGIN DELETE FROM passage_vectors WHERE passage_id = old.id; END"
+            )
+            if self.embedding_model != model:
+                db.execute("DELETE FROM passage_vectors")
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('embedding_model', ?)", (model,))
+
+    def count_without_vectors(self) -> int:
+        return int(self.conn.execute(
+            "SELECT count(*) FROM passages p LEFT JOIN passage_vectors v ON v.passage_id = p.id "
+            "WHERE v.passage_id IS NULL"
+        ).fetchone()[0])
+
+    def passages_without_vectors(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """(id, text) of up to ``limit`` passages past id ``after`` that have no vector."""
+        return self.conn.execute(
+            "SELECT p.id, p.text FROM passages p LEFT JOIN passage_vectors v ON v.passage_id = p.id "
+            "WHERE p.id > ? AND v.passage_id IS NULL ORDER BY p.id LIMIT ?",
+            (after, limit),
+        ).fetchall()
+
+    def put_vectors(self, rows: Sequence[tuple[int, bytes]]) -> None:
+        with self._write() as db:
+            db.conn.executemany("INSERT OR REPLACE INTO passage_vectors (passage_id, vector) VALUES (?, ?)", rows)
+
+    def vectors(self) -> tuple[list[int], list[int], list[bytes]]:
+        """Passage ids, their document ids and their vectors' bytes (float32), in id order."""
+        if self.embedding_model is None:
+            return [], [], []
+        rows = self.conn.execute(
+            "SELECT v.passage_id, p.document_id, v.vector FROM passage_vectors v "
+            "JOIN passages p ON p.id = v.passage_id ORDER BY v.passage_id"
+        ).fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
     def remove(self, abs_paths: Sequence[str]) -> int:
         removed = 0
         for abs_path in abs_paths:
