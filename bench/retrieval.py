@@ -136,6 +136,24 @@ def run_recall(args: argparse.Namespace) -> list[Recall]:
                         print(json.dumps(r.__dict__), file=sys.stderr, flush=True)
                         results.append(r)
         results += budget_sweep(dataset, articles, args)
+        results += weight_sweep(dataset, articles, args)
+    return results
+
+
+def weight_sweep(dataset: str, articles: list[Article], args: argparse.Namespace) -> list[Recall]:
+    """Recall of the hybrid retriever at other weights of the cosine."""
+    results = []
+    weights = [float(w) for w in filter(None, args.dense_weights.split(","))]
+    if weights:
+        path = dataset_index(dataset, PORTER, args.work)
+        embed(path)
+        with Store(path, readonly=True) as store:
+            for weight in weights:
+                r = recall(dataset, HybridRetriever(store, weight=weight), answerable(articles),
+                           {"tokenizer": PORTER, "stopwords": "nltk"})
+                r = Recall(**{**r.__dict__, "retriever": f"hybrid, {weight:g} x cosine"})
+                print(json.dumps(r.__dict__), file=sys.stderr, flush=True)
+                results.append(r)
     return results
 
 
@@ -401,6 +419,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     rec.add_argument("--stopwords", default=",".join(STOPWORD_LISTS))
     rec.add_argument("--retrievers", default="fts5,rank-bm25", help="fts5, rank-bm25 and/or hybrid")
     rec.add_argument("--row-budgets", default="", help="FTS5 row budgets to sweep, e.g. 300,100")
+    rec.add_argument("--dense-weights", default="", help="hybrid cosine weights to sweep, e.g. 1,2")
     scale = sub.add_parser("scale", help="recall cost of the staged query and row budgets at 1M passages")
     scale.add_argument("--size", type=int, default=1_000_000)
     scale.add_argument("--questions", type=int, default=1000)

@@ -44,7 +44,7 @@ from docqa.evaluate import (  # noqa: E402
     select_questions,
 )
 from docqa.rank import rank_answers, reader_scale  # noqa: E402
-from docqa.types import Hit, Reading  # noqa: E402
+from docqa.types import Reading  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 SQUAD = DATA / "squad" / "dev-v1.1.json"

