@@ -362,6 +362,7 @@ def _count_progress(quiet: bool, unit: str) -> Iterator[Callable[[int, int], Non
 @click.option("--overlap-words", type=click.IntRange(min=0), default=None,
               help="Words shared by neighbouring passages (default: docqa's).")
 @click.option("--retrieval-only", is_flag=True, help="Measure retrieval recall only (no model needed).")
+@retriever_option
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for report.json, predictions.jsonl, predictions.json and PNG plots.")
 @json_option
@@ -369,8 +370,8 @@ def _count_progress(quiet: bool, unit: str) -> Iterator[Callable[[int, int], Non
 def eval_(dataset: Path, model: str | None, tokenizer: str | None, device: str, precision: str,
           threads: int | None, passages: int, index: str | None, limit: int | None, articles: str | None,
           mu: float | None, mu_sweep: tuple[float, ...] | None, threshold: float | None, widen: int | None,
-          passage_words: int | None, overlap_words: int | None, retrieval_only: bool, out: Path | None,
-          as_json: bool, quiet: bool) -> None:
+          passage_words: int | None, overlap_words: int | None, retrieval_only: bool, retriever: str,
+          out: Path | None, as_json: bool, quiet: bool) -> None:
     """Measure answer quality on a SQuAD-format DATASET (v1.1 or v2.0).
 
     Indexes every article as one document, then reports retrieval recall@1/5/10/20, open EM/F1
@@ -381,7 +382,7 @@ def eval_(dataset: Path, model: str | None, tokenizer: str | None, device: str, 
             dataset, model=model, tokenizer=tokenizer, device=device, precision=precision, threads=threads,
             k=passages, index=index, limit=limit, articles=articles, mu=mu, mu_sweep=mu_sweep,
             threshold=threshold, widen=widen, passage_words=passage_words, overlap_words=overlap_words,
-            retrieval_only=retrieval_only, out=out, progress=progress,
+            retrieval_only=retrieval_only, retriever=retriever, out=out, progress=progress,
         )
     _json(report) if as_json else _print_report(report)
 
@@ -389,7 +390,7 @@ def eval_(dataset: Path, model: str | None, tokenizer: str | None, device: str, 
 def _print_report(r: EvalReport) -> None:
     click.echo(f"dataset    {r.dataset}: {r.questions} questions ({r.answerable} answerable)")
     click.echo(f"index      {r.index} ({', '.join(f'{k}={v}' for k, v in sorted(r.settings.items()))})")
-    click.echo("recall@k   " + "  ".join(f"@{k} {v:.1f}" for k, v in r.recall.items()))
+    click.echo(f"recall@k   ({r.retriever}) " + "  ".join(f"@{k} {v:.1f}" for k, v in r.recall.items()))
     if r.open_f1 is None:
         click.echo(f"time       retrieve {r.retrieve_ms:.1f} ms per question")
     else:

@@ -161,6 +161,7 @@ class EvalReport:
     mu_sweep: tuple[MuPoint, ...] = ()
     calibration: tuple[CalibrationBin, ...] = ()
     files: tuple[str, ...] = ()
+    retriever: str = "fts5"
 
 
 # -- the evaluation index ----------------------------------------------------------------------
@@ -296,6 +297,7 @@ def evaluate(
     passage_words: int | None = None,
     overlap_words: int | None = None,
     retrieval_only: bool = False,
+    retriever: str = "fts5",
     out: str | os.PathLike[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
@@ -303,6 +305,7 @@ def evaluate(
 
     ``articles`` picks the questions (``slice(40, 48)`` or ``"40:48"``), never the corpus;
     ``limit`` caps them. ``retrieval_only`` needs no model: recall and timing only.
+    ``retriever="hybrid"`` first embeds the index's passages (once; the vectors stay in it).
     ``progress(done, total)`` is called after each batch. With ``out``,
     writes ``report.json``, ``predictions.jsonl``, ``predictions.json`` (the official
     ``{id: answer}`` format) and, when matplotlib is installed, PNG plots.
@@ -325,7 +328,9 @@ def evaluate(
     rows: list[QuestionEval] = []
     sweep_scores: list[list[tuple[float, float]]] = []  # per question: (em, f1) at each swept mu, no threshold
     with DocQA(path, model=model, tokenizer=tokenizer, device=device, precision=precision,
-               threads=threads, threshold=threshold, widen=widen) as qa:
+               threads=threads, threshold=threshold, widen=widen, retriever=retriever) as qa:
+        if retriever == "hybrid":
+            qa.embed()
         for start in range(0, len(questions), BATCH_QUESTIONS):
             batch = questions[start:start + BATCH_QUESTIONS]
             t0 = time.perf_counter()
@@ -346,7 +351,7 @@ def evaluate(
     report = summarize(
         rows, dataset=str(dataset_path), dataset_sha256=file_sha256(dataset_path), index=str(path),
         model=model_name, settings=settings, k=k, mu=mu, threshold=threshold, widen=widen,
-        mu_sweep=_sweep_points(sweep, rows, sweep_scores), read=not retrieval_only,
+        mu_sweep=_sweep_points(sweep, rows, sweep_scores), read=not retrieval_only, retriever=retriever,
     )
     return write_outputs(report, rows, Path(out)) if out is not None else report
 
@@ -435,7 +440,7 @@ def _pct(values: Iterable[float]) -> float:
 
 def summarize(rows: Sequence[QuestionEval], *, dataset: str, dataset_sha256: str, index: str, model: str,
               settings: dict[str, object], k: int, mu: float, threshold: float, widen: int,
-              mu_sweep: tuple[MuPoint, ...] = (), read: bool = True) -> EvalReport:
+              mu_sweep: tuple[MuPoint, ...] = (), read: bool = True, retriever: str = "fts5") -> EvalReport:
     """The report of per-question results (public so sweeps can re-summarise saved rows);
     ``read=False``: the rows hold retrieval results only."""
     answerable = [r for r in rows if r.answers]
@@ -445,7 +450,7 @@ def summarize(rows: Sequence[QuestionEval], *, dataset: str, dataset_sha256: str
         k=k, mu=mu, threshold=threshold, widen=widen, questions=len(rows),
         answerable=len(answerable), unanswerable=len(unanswerable),
         recall={n: recall_at(answerable, n) for n in RECALL_KS},
-        retrieve_ms=_mean_ms(r.retrieve_s for r in rows),
+        retrieve_ms=_mean_ms(r.retrieve_s for r in rows), retriever=retriever,
     )
     if not read:
         return report

@@ -291,6 +291,21 @@ def test_other_settings_rebuild_the_index(dataset: Path, tmp_path: Path) -> None
         assert (store.settings["passage_words"], store.settings["overlap_words"]) == (20, 5)
 
 
+def test_hybrid_retrieval_reuses_the_indexs_vectors(dataset: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
+    from docqa import DocQA
+
+    index = tmp_path / "e.db"
+    plain = evaluate(dataset, index=index, retrieval_only=True, **EVAL_SETTINGS)
+    with DocQA(index) as qa:
+        embedded = qa.embed(str(tiny_model_dir))  # a tiny stand-in for all-MiniLM-L6-v2
+        assert embedded == qa.info().passages
+    hybrid = evaluate(dataset, index=index, retrieval_only=True, retriever="hybrid", **EVAL_SETTINGS)
+    assert (plain.retriever, hybrid.retriever, hybrid.questions) == ("fts5", "hybrid", plain.questions)
+    assert hybrid.index == plain.index  # the same evaluation index, not rebuilt
+    with DocQA(index) as qa:
+        assert qa.embed() == 0  # and its vectors kept
+
+
 # -- CLI -------------------------------------------------------------------------------------------
 
 
