@@ -193,6 +193,8 @@ def info(index: str | None, as_json: bool) -> None:
     click.echo(f"documents: {result.documents} ({', '.join(f'{k} {v}' for k, v in result.by_status.items()) or 'none'})")
     click.echo(f"pages:     {result.pages}")
     click.echo(f"passages:  {result.passages}")
+    if result.embedding_model:
+        click.echo(f"vectors:   {result.vectors} ({result.embedding_model}; search --retriever hybrid)")
     click.echo("settings:  " + ", ".join(f"{k}={v}" for k, v in sorted(result.settings.items())))
     if result.problems:
         click.echo("problems:")

@@ -525,6 +525,8 @@ class Store:
             schema_version=self.schema_version,
             settings=dict(self.settings),
             size_bytes=size,
+            embedding_model=self.embedding_model,
+            vectors=count("SELECT count(*) FROM passage_vectors") if "passage_vectors" in self._tables() else 0,
         )
 
 

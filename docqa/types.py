@@ -122,6 +122,8 @@ class IndexInfo:
     schema_version: int
     settings: dict[str, object]
     size_bytes: int
+    embedding_model: str | None = None  # the model of the passage vectors (`index --embed`)
+    vectors: int = 0
 
 
 @dataclass(frozen=True)

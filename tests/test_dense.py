@@ -151,6 +151,9 @@ def test_cli_index_embed_and_hybrid_search(tmp_path: Path, tiny_model_dir: Path)
                         catch_exceptions=False)
     assert out.exit_code == 0, out.output
     assert "passages embedded" in out.output
+    info = json.loads(runner.invoke(cli, ["info", "-i", index, "--json"], catch_exceptions=False).output)
+    assert info["vectors"] == info["passages"] > 0 and info["embedding_model"] == str(tiny_model_dir.resolve())
+    assert "vectors:" in runner.invoke(cli, ["info", "-i", index], catch_exceptions=False).output
     out = runner.invoke(cli, ["search", "Which bees make honey?", "-i", index, "--retriever", "hybrid", "--json"],
                         catch_exceptions=False)
     assert out.exit_code == 0, out.output
