@@ -105,13 +105,20 @@ def answerable(articles: list[Article]) -> list[Question]:
     return [q for q in questions_of(articles) if q.answerable]
 
 
-def recall(dataset: str, retriever: Retriever, questions: Sequence[Question], label: dict[str, str]) -> Recall:
+DEFAULT_LABEL = {"tokenizer": PORTER, "stopwords": "nltk"}
+
+
+def recall(dataset: str, retriever: Retriever, questions: Sequence[Question],
+           label: dict[str, str] = DEFAULT_LABEL, name: str | None = None) -> Recall:
+    """Recall@k of ``retriever`` (listed as ``name``, default its own), also logged to stderr."""
     t0 = time.perf_counter()
     ranks = [first_hit(retriever, q.question, q.answers, max(KS)) for q in questions]
     elapsed = time.perf_counter() - t0
     at = {k: sum(r is not None and r <= k for r in ranks) / len(ranks) for k in KS}
-    return Recall(dataset, retriever.name, label["tokenizer"], label["stopwords"], len(ranks), at,
-                  1000 * elapsed / len(ranks))
+    result = Recall(dataset, name or retriever.name, label["tokenizer"], label["stopwords"], len(ranks), at,
+                    1000 * elapsed / len(ranks))
+    print(json.dumps(result.__dict__), file=sys.stderr, flush=True)
+    return result
 
 
 def run_recall(args: argparse.Namespace) -> list[Recall]:
@@ -131,10 +138,8 @@ def run_recall(args: argparse.Namespace) -> list[Recall]:
                         "hybrid": lambda: HybridRetriever(store),
                     }
                     for name in args.retrievers.split(","):
-                        r = recall(dataset, makers[name](), answerable(articles),
-                                   {"tokenizer": tokenizer, "stopwords": stop_name})
-                        print(json.dumps(r.__dict__), file=sys.stderr, flush=True)
-                        results.append(r)
+                        results.append(recall(dataset, makers[name](), answerable(articles),
+                                              {"tokenizer": tokenizer, "stopwords": stop_name}))
         results += budget_sweep(dataset, articles, args)
         results += weight_sweep(dataset, articles, args)
     return results
@@ -142,19 +147,14 @@ def run_recall(args: argparse.Namespace) -> list[Recall]:
 
 def weight_sweep(dataset: str, articles: list[Article], args: argparse.Namespace) -> list[Recall]:
     """Recall of the hybrid retriever at other weights of the cosine."""
-    results = []
-    weights = [float(w) for w in filter(None, args.dense_weights.split(","))]
-    if weights:
-        path = dataset_index(dataset, PORTER, args.work)
-        embed(path)
-        with Store(path, readonly=True) as store:
-            for weight in weights:
-                r = recall(dataset, HybridRetriever(store, weight=weight), answerable(articles),
-                           {"tokenizer": PORTER, "stopwords": "nltk"})
-                r = Recall(**{**r.__dict__, "retriever": f"hybrid, {weight:g} x cosine"})
-                print(json.dumps(r.__dict__), file=sys.stderr, flush=True)
-                results.append(r)
-    return results
+    weights = [float(w) for w in args.dense_weights.split(",") if w]
+    if not weights:
+        return []
+    path = dataset_index(dataset, PORTER, args.work)
+    embed(path)
+    with Store(path, readonly=True) as store:
+        return [recall(dataset, HybridRetriever(store, weight=w), answerable(articles), name=f"hybrid, {w:g} x cosine")
+                for w in weights]
 
 
 def embed(path: Path) -> None:
@@ -162,23 +162,18 @@ def embed(path: Path) -> None:
     with Store(path) as store:
         t0 = time.perf_counter()
         done = embed_index(store, Embedder())
+        seconds = time.perf_counter() - t0
         if done:
-            print(f"embedded {done} passages of {path.name} in {time.perf_counter() - t0:.0f} s "
-                  f"({1000 * (time.perf_counter() - t0) / done:.1f} ms each)", file=sys.stderr, flush=True)
+            print(f"embedded {done} passages of {path.name} in {seconds:.0f} s ({1000 * seconds / done:.1f} ms each)",
+                  file=sys.stderr, flush=True)
 
 
 def budget_sweep(dataset: str, articles: list[Article], args: argparse.Namespace) -> list[Recall]:
     """Recall of the default choice when the FTS5 row budget binds."""
-    results = []
     with Store(dataset_index(dataset, PORTER, args.work), readonly=True) as store:
         passages = store.info().passages
-        for budget in map(int, filter(None, args.row_budgets.split(","))):
-            r = recall(dataset, FTS5Retriever(store, row_budget=budget), answerable(articles),
-                       {"tokenizer": PORTER, "stopwords": "nltk"})
-            r = Recall(**{**r.__dict__, "retriever": f"fts5, row budget {budget} ({100 * budget / passages:.1f}%)"})
-            print(json.dumps(r.__dict__), file=sys.stderr, flush=True)
-            results.append(r)
-    return results
+        return [recall(dataset, FTS5Retriever(store, row_budget=b), answerable(articles),
+                       name=f"fts5, row budget {b} ({100 * b / passages:.1f}%)") for b in budgets(args)]
 
 
 def recall_table(results: Sequence[Recall]) -> str:
@@ -216,21 +211,19 @@ def run_scale(args: argparse.Namespace) -> list[Recall]:
     so an answer also counts when found in a synthetic passage)."""
     index = squad_in_synthetic(args.size, args.work)
     questions = random.Random(2).sample(answerable(load_squad(DATASETS["squad-dev"])), args.questions)
-    label = {"tokenizer": PORTER, "stopwords": "nltk"}
     everything = 10 * args.size
     configs = {
         "fts5, one OR query scoring every matching row": dict(first_rows=everything, row_budget=everything),
         "fts5 default: rarest terms first, exact below the row budget": {},
-        **{f"fts5, row budget {b:,}": dict(row_budget=b) for b in map(int, filter(None, args.row_budgets.split(",")))},
+        **{f"fts5, row budget {b:,}": dict(row_budget=b) for b in budgets(args)},
     }
-    results = []
     with Store(index, readonly=True) as store:
-        for name, options in configs.items():
-            r = recall(f"squad-dev in {args.size:,} synthetic", FTS5Retriever(store, **options), questions, label)
-            r = Recall(**{**r.__dict__, "retriever": name})
-            print(json.dumps(r.__dict__), file=sys.stderr, flush=True)
-            results.append(r)
-    return results
+        return [recall(f"squad-dev in {args.size:,} synthetic", FTS5Retriever(store, **options), questions, name=name)
+                for name, options in configs.items()]
+
+
+def budgets(args: argparse.Namespace) -> list[int]:
+    return [int(b) for b in args.row_budgets.split(",") if b]
 
 
 # -- latency -----------------------------------------------------------------------------------
