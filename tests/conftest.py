@@ -15,6 +15,16 @@ CASED_VOCAB = DATA / "tokenizers" / "bert-base-cased"
 PROXY_MODEL = SHARED / "models" / "minilm-squad-proxy"
 
 
+def put_text(store: object, path: str, text: str) -> int:
+    """Write ``text`` into ``store`` as a one-page .txt document under /corpus, split as docqa does."""
+    from docqa.split import split_pages
+    from docqa.store import DocumentRow
+
+    row = DocumentRow(path=path, abs_path=f"/corpus/{path}", root="/corpus", size=len(text), mtime=0.0,
+                      sha256=path, kind="txt", page_count=1, status="indexed", message="")
+    return store.put_document(row, [text], split_pages([text]))  # type: ignore[attr-defined]
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", help="run the long loops marked slow")
 

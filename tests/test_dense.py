@@ -19,19 +19,10 @@ from docqa.dense import DEFAULT_EMBEDDER, Embedder, embed_index, model_dir
 from docqa.errors import BadIndex, ModelError
 from docqa.retrieve import HybridRetriever, fuse, make_retriever
 from docqa.split import split_pages
-from docqa.store import DocumentRow, Store
-from conftest import SQUAD
+from docqa.store import Store
+from conftest import SQUAD, put_text
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def _row(path: str, text: str) -> DocumentRow:
-    return DocumentRow(path=path, abs_path=f"/corpus/{path}", root="/corpus", size=len(text), mtime=0.0,
-                       sha256=path, kind="txt", page_count=1, status="indexed", message="")
-
-
-def _put(store: Store, path: str, text: str) -> int:
-    return store.put_document(_row(path, text), [text], split_pages([text]))
 
 
 def _passages(store: Store) -> int:
@@ -56,7 +47,7 @@ def embedder(tiny_model_dir: Path) -> Embedder:
 def store(tmp_path: Path, articles: list[Article]) -> Store:
     with Store(tmp_path / "dense.db", create=True) as s:
         for a in articles:
-            _put(s, f"{'history' if a.index < 3 else 'science'}/{a.title}.txt", a.text)
+            put_text(s, f"{'history' if a.index < 3 else 'science'}/{a.title}.txt", a.text)
         yield s
 
 
@@ -77,12 +68,12 @@ def test_every_passage_gets_one_unit_vector_once(store: Store, embedder: Embedde
 
 def test_vectors_follow_the_passages(store: Store, embedder: Embedder, articles: list[Article]) -> None:
     embed_index(store, embedder)
-    _put(store, "history/new.txt", articles[0].text[:2000])  # a new document: its passages wait
+    put_text(store, "history/new.txt", articles[0].text[:2000])  # a new document: its passages wait
     fresh = len(split_pages([articles[0].text[:2000]]))
     assert store.count_without_vectors() == fresh
     assert embed_index(store, embedder) == fresh
     # Replacing or removing a document drops its vectors with its passages.
-    _put(store, "history/new.txt", "A short replacement text about something else entirely.")
+    put_text(store, "history/new.txt", "A short replacement text about something else entirely.")
     assert store.count_without_vectors() == 1
     store.remove(["/corpus/history/new.txt"])
     assert store.count_without_vectors() == 0 and _vector_rows(store) == _passages(store)
@@ -123,7 +114,7 @@ def test_hybrid_fuses_bm25_with_vectors(store: Store, embedder: Embedder, articl
 
 def test_hybrid_on_an_index_whose_passages_are_all_gone(tmp_path: Path, embedder: Embedder) -> None:
     with Store(tmp_path / "empty.db", create=True) as s:
-        _put(s, "a.txt", "Bees make honey from nectar.")
+        put_text(s, "a.txt", "Bees make honey from nectar.")
         embed_index(s, embedder)
         s.remove(["/corpus/a.txt"])
         assert HybridRetriever(s, embedder).search("Who makes honey?").hits == ()

@@ -22,22 +22,12 @@ from docqa.retrieve import (
     question_terms,
     tokenize,
 )
-from docqa.split import split_pages
-from docqa.store import DEFAULT_SETTINGS, DocumentRow, Store
-from conftest import SQUAD
+from docqa.store import DEFAULT_SETTINGS, Store
+from conftest import SQUAD, put_text
 
 TOKENIZER = str(DEFAULT_SETTINGS["fts_tokenizer"])
 # Folders for the path filters: the first three articles in one, the rest in another.
 FOLDERS = ("history", "history", "history", "science", "science", "science", "science", "science")
-
-
-def _row(path: str, text: str) -> DocumentRow:
-    return DocumentRow(path=path, abs_path=f"/corpus/{path}", root="/corpus", size=len(text), mtime=0.0,
-                       sha256=path, kind="txt", page_count=1, status="indexed", message="")
-
-
-def _put(store: Store, path: str, text: str) -> int:
-    return store.put_document(_row(path, text), [text], split_pages([text]))
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +38,7 @@ def articles(shared_data: Path) -> list[Article]:
 def _build(path: Path, articles: list[Article]) -> Path:
     with Store(path, create=True) as store:
         for folder, a in zip(FOLDERS, articles):
-            _put(store, f"{folder}/{a.index:02d}-{a.title}.txt", a.text)
+            put_text(store, f"{folder}/{a.index:02d}-{a.title}.txt", a.text)
     return path
 
 
@@ -390,7 +380,7 @@ def test_bm25_cache_is_reused_and_invalidated(tmp_path: Path, articles: list[Art
     assert built == [] and again == first  # loaded from the cache
 
     with Store(index) as store:  # the index changes: the cache is stale
-        _put(store, "new/zzz.txt", "The zebra quagga lived in South Africa. " * 20)
+        put_text(store, "new/zzz.txt", "The zebra quagga lived in South Africa. " * 20)
     with Store(index, readonly=True) as store:
         hits = BM25Retriever(store).search("quagga").hits
     assert len(built) == 1 and hits[0].path == "new/zzz.txt"
@@ -401,7 +391,7 @@ def test_bm25_in_memory_model_follows_the_index(tmp_path: Path, articles: list[A
     with Store(index) as store:
         r = BM25Retriever(store)
         assert r.search("quagga").hits == ()
-        _put(store, "new/zzz.txt", "The zebra quagga lived in South Africa. " * 20)
+        put_text(store, "new/zzz.txt", "The zebra quagga lived in South Africa. " * 20)
         assert r.search("quagga").hits[0].path == "new/zzz.txt"
 
 
