@@ -695,10 +695,12 @@ class HybridRetriever(_Scorer):
         generation = self.store.generation
         if self._vectors is None or self._vectors[0] != generation:
             ids, documents, blobs = self.store.vectors()  # in passage id order: searchsorted works
-            flat = np.frombuffer(b"".join(blobs), dtype=np.float32)
-            matrix = torch.from_numpy(flat.reshape(len(blobs), -1).copy()) if blobs else torch.empty(0, 0)
+            dim = len(blobs[0]) // 4 if blobs else 0
+            matrix = np.empty((len(blobs), dim), dtype=np.float32)  # filled row by row: one copy, not three
+            for row, blob in enumerate(blobs):
+                matrix[row] = np.frombuffer(blob, dtype=np.float32)
             self._vectors = (generation, torch.tensor(ids, dtype=torch.int64),
-                             torch.tensor(documents, dtype=torch.int64), matrix)
+                             torch.tensor(documents, dtype=torch.int64), torch.from_numpy(matrix))
         return self._vectors
 
 
