@@ -91,6 +91,11 @@ class DocQA:
         return self._store
 
     @property
+    def reader_settings(self) -> dict[str, object]:
+        """The reader options this instance was made with (model, tokenizer, device, ...)."""
+        return dict(self._reader_args)
+
+    @property
     def reader(self) -> Reader:
         if self._reader is None:
             from docqa.reader import Reader

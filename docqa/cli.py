@@ -254,23 +254,32 @@ def _one_line(text: str, width: int = 300) -> str:
 @path_option
 @retriever_option
 @click.option("--explain", is_flag=True, help="Show the reader and retriever parts of every score.")
+@click.option("--no-server", is_flag=True,
+              help="Read here even when a `docqa serve` on this index and model could answer.")
 @json_option
 def ask(question: str | None, index: str | None, top_n: int, passages: int, model: str | None,
         tokenizer: str | None, device: str, precision: str, threads: int | None, max_answer_len: int,
         mu: float | None, threshold: float | None, paths: tuple[str, ...], retriever: str, explain: bool,
-        as_json: bool) -> None:
+        no_server: bool, as_json: bool) -> None:
     """Answer QUESTION from the indexed documents, with citations.
 
     QUESTION may come on stdin; with none on a terminal, an interactive prompt keeps the model loaded.
+    When a `docqa serve` on this index with the same model and settings is running, the question
+    goes to it (the model is already loaded there); the output is the same.
     """
+    from docqa.handoff import find_server
     from docqa.rank import DEFAULT_MU, DEFAULT_THRESHOLD
 
     text = _question(question)
     with DocQA(index, model=model, tokenizer=tokenizer, device=device, precision=precision,
                threads=threads, max_answer_len=max_answer_len, retriever=retriever,
                threshold=DEFAULT_THRESHOLD if threshold is None else threshold) as qa:
+        server = None if no_server else find_server(qa, mu)
+
         def answer(q: str) -> None:
-            result = qa.ask(q, top_k=top_n, passages=passages, paths=list(paths) or None, mu=mu)
+            result = server.ask(q, top_n, passages, paths) if server is not None else None
+            if result is None:
+                result = qa.ask(q, top_k=top_n, passages=passages, paths=list(paths) or None, mu=mu)
             explain_mu = (DEFAULT_MU if mu is None else mu) if explain else None
             _json(result) if as_json else _print_answers(result, explain_mu)
 

@@ -38,6 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from docqa.api import DocQA, DocumentNotFound
 from docqa.errors import BadIndex, BadQuestion, DocQAError, ModelError
+from docqa.handoff import published
 from docqa.types import AskResult, IndexInfo, SearchResult
 
 log = logging.getLogger(__name__)
@@ -579,4 +580,5 @@ def serve(qa: DocQA, host: str = "127.0.0.1", port: int = 8000, *, log_level: st
     shown = f"[{host}]" if ":" in host else host
     print(f"docqa: open http://{shown}:{port}/ (API docs at /docs); the model loads in the background",
           file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host.strip("[]"), port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    with published(app, qa, host, port):  # `docqa ask` on this index hands its questions over
+        uvicorn.run(app, host=host.strip("[]"), port=port, log_level=log_level, timeout_graceful_shutdown=5)
