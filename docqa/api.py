@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -19,8 +20,8 @@ from docqa.rank import DEFAULT_MU, DEFAULT_THRESHOLD, rank_answers
 from docqa.retrieve import Retriever, make_retriever
 from docqa.store import Store, page_of, resolve_index_path, writer_lock
 from docqa.types import (
-    AskResult, Context, FileResult, Hit, IndexInfo, IndexReport, Limits, Reading, SearchResult, Span,
-    Timings,
+    Answer, AskResult, Context, FileResult, Hit, IndexInfo, IndexReport, Limits, OcrOptions, Reading,
+    SearchResult, Span, Timings,
 )
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class DocQA:
         # Per-instance caches of what citations need; cleared whenever the index changes.
         self._text = lru_cache(maxsize=64)(self._document_text)
         self._page_starts = lru_cache(maxsize=64)(self._document_page_starts)
+        self._ocr_pages = lru_cache(maxsize=64)(self._document_ocr_pages)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -112,12 +114,16 @@ class DocQA:
         passwords: Sequence[str] = (),
         workers: int | None = None,
         limits: Limits = Limits(),
+        ocr: OcrOptions = OcrOptions(),
         progress: Callable[[FileResult], None] | None = None,
     ) -> IndexReport:
+        """Index ``paths``; ``ocr`` says when PDF pages are read with Tesseract (changing it
+        re-extracts the PDFs it affects on the next run)."""
         from docqa.indexer import Indexer  # extraction libraries load only when indexing
 
         with writer_lock(self.index_path), Store(self.index_path, create=True, settings=self.settings) as store:
-            report = Indexer(store, passwords=passwords, workers=workers, limits=limits, progress=progress).run(paths)
+            report = Indexer(store, passwords=passwords, workers=workers, limits=limits, ocr=ocr,
+                             progress=progress).run(paths)
         self._invalidate()
         return report
 
@@ -150,6 +156,7 @@ class DocQA:
         self._retrievers.clear()
         self._text.cache_clear()
         self._page_starts.cache_clear()
+        self._ocr_pages.cache_clear()
 
     # -- reading the index -------------------------------------------------------------------
 
@@ -169,6 +176,9 @@ class DocQA:
     def _document_page_starts(self, document_id: int) -> tuple[int, ...]:
         return tuple(r[0] for r in self.store.conn.execute(
             "SELECT start FROM pages WHERE document_id = ? ORDER BY number", (document_id,)))
+
+    def _document_ocr_pages(self, document_id: int) -> frozenset[int]:
+        return self.store.ocr_pages(document_id)
 
     def retriever(self, name: str | None = None) -> Retriever:
         name = name or self.retriever_name
@@ -224,7 +234,7 @@ class DocQA:
         )
         return AskResult(
             question=reading.question,
-            answers=ranked.answers,
+            answers=tuple(self._mark_ocr(a) for a in ranked.answers),
             timings=reading.timings,
             abstained=ranked.abstained,
             passages=reading.hits[:3] if ranked.abstained else (),
@@ -237,6 +247,13 @@ class DocQA:
         start = max(0, hit.start - self.widen)
         end = min(len(text), hit.end + self.widen)
         return Context(hit=hit, text=text[start:end], start=start)
+
+    def _mark_ocr(self, answer: Answer) -> Answer:
+        """Flag the citations from pages read by OCR: their text may hold recognition errors."""
+        if not any(c.page in self._ocr_pages(c.document_id) for c in answer.citations):
+            return answer
+        return replace(answer, citations=tuple(
+            replace(c, ocr=c.page in self._ocr_pages(c.document_id)) for c in answer.citations))
 
     def _page_of(self, span: Span) -> int:
         return page_of(self._page_starts(span.context.hit.document_id), span.start)

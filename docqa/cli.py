@@ -24,7 +24,10 @@ from docqa.api import DocQA
 from docqa.errors import BadQuestion, DocQAError
 from docqa.evaluate import EvalReport, evaluate, parse_sweep
 from docqa.retrieve import RETRIEVERS
-from docqa.types import DEFAULT_MAX_MB, DEFAULT_TIMEOUT_S, AskResult, FileResult, IndexReport, Limits, SearchResult
+from docqa.types import (
+    DEFAULT_MAX_MB, DEFAULT_OCR_PAGE_TIMEOUT_S, DEFAULT_TIMEOUT_S, OCR_MODES, PAGE_MEANS, AskResult, FileResult,
+    IndexReport, Limits, OcrOptions, SearchResult,
+)
 
 
 class _Group(click.Group):
@@ -106,10 +109,15 @@ def _progress(quiet: bool) -> Iterator[Callable[[FileResult], None] | None]:
         return
     from tqdm import tqdm
 
-    with tqdm(unit=" files", file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
+    # Counts pages, not files: a scanned book (OCR, seconds a page) weighs what it costs.
+    with tqdm(unit=" pages", file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
+        files = 0
+
         def update(result: FileResult) -> None:
-            bar.set_postfix_str(f"{result.status}: {result.path}"[-60:], refresh=False)
-            bar.update(1)
+            nonlocal files
+            files += 1
+            bar.set_postfix_str(f"{files} files, {result.status}: {result.path}"[-70:], refresh=False)
+            bar.update(result.pages)
 
         yield update
 
@@ -119,6 +127,9 @@ def _summary(report: IndexReport) -> None:
         f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
         f"{report.removed} removed, {report.failed} failed, {report.skipped} skipped -> {report.index}"
     )
+    ocr_pages = sum(f.ocr_pages for f in report.files if f.status in ("indexed", "updated"))
+    if ocr_pages:
+        click.echo(f"{ocr_pages} pages read by OCR (Tesseract)")
     for f in report.files:
         if f.status not in ("indexed", "updated", "unchanged", "removed", "unsupported"):
             click.echo(f"  {f.status:<10} {f.path}: {f.message}")
@@ -138,6 +149,13 @@ def _summary(report: IndexReport) -> None:
               help="Skip files bigger than this many MB (status too-large).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT_S, show_default=True,
               help="Seconds one file's extraction may take (status timeout).")
+@click.option("--ocr", "ocr_mode", type=click.Choice(OCR_MODES), default="auto", show_default=True,
+              help="Read PDF pages with Tesseract: auto = pages without a usable text layer, "
+                   "force = every page, off = never. Changing it re-extracts the PDFs it affects.")
+@click.option("--ocr-lang", default="eng", show_default=True, metavar="LANGS",
+              help="Tesseract languages, e.g. eng+deu (each needs its pack, e.g. tesseract-ocr-deu).")
+@click.option("--ocr-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_OCR_PAGE_TIMEOUT_S,
+              show_default=True, help="Seconds OCR may take on one page (--timeout still caps the file).")
 @click.option("--embed", is_flag=True,
               help="Also store a dense vector per passage, for `search --retriever hybrid` "
                    "(pip install 'docqa[dense]').")
@@ -146,9 +164,10 @@ def _summary(report: IndexReport) -> None:
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def index(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...], passwords_file: Any,
-          workers: int | None, max_size: float, timeout: float, embed: bool, embedder: str | None,
-          as_json: bool, quiet: bool) -> None:
-    """Index PATHS (folders or files: PDF, txt, md, html) into one SQLite file.
+          workers: int | None, max_size: float, timeout: float, ocr_mode: str, ocr_lang: str,
+          ocr_timeout: float, embed: bool, embedder: str | None, as_json: bool, quiet: bool) -> None:
+    """Index PATHS (folders or files: PDF, Word .docx, PowerPoint .pptx, EPUB, HTML, Markdown, text)
+    into one SQLite file. Scanned PDF pages are read with Tesseract (--ocr).
 
     Re-running only touches what changed; files gone from an indexed folder are removed.
     """
@@ -157,7 +176,8 @@ def index(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...]
     limits = Limits(max_bytes=int(max_size * 1024 * 1024), timeout_s=timeout)
     with DocQA(index) as qa:
         with _progress(quiet) as progress:
-            report = qa.index(list(paths), passwords=passwords, workers=workers, limits=limits, progress=progress)
+            report = qa.index(list(paths), passwords=passwords, workers=workers, limits=limits,
+                              ocr=OcrOptions(ocr_mode, ocr_lang, ocr_timeout), progress=progress)
         if not as_json:
             _summary(report)  # before embedding, which may fail on its own (no model installed)
         if embed and not report.interrupted:
@@ -194,7 +214,9 @@ def info(index: str | None, as_json: bool) -> None:
         return
     click.echo(f"index:     {result.index} ({result.size_bytes / 1e6:.1f} MB, schema {result.schema_version})")
     click.echo(f"documents: {result.documents} ({', '.join(f'{k} {v}' for k, v in result.by_status.items()) or 'none'})")
-    click.echo(f"pages:     {result.pages}")
+    click.echo(f"pages:     {result.pages}" + (f" ({result.ocr_pages} read by OCR)" if result.ocr_pages else ""))
+    for kind, n in result.pages_by_kind.items():
+        click.echo(f"  {kind:<6} {n:>7}  1 page = {PAGE_MEANS.get(kind, 'page')}")
     click.echo(f"passages:  {result.passages}")
     if result.embedding_model:
         click.echo(f"vectors:   {result.vectors} ({result.embedding_model}; search --retriever hybrid)")
@@ -309,7 +331,8 @@ def _print_answers(result: AskResult, explain_mu: float | None) -> None:
         return
     for i, a in enumerate(result.answers, 1):
         c = a.citations[0]
-        click.echo(click.style(f"{i}. {a.text}", bold=True) + f"  ({a.confidence:.0%})  {c.path}, page {c.page}")
+        click.echo(click.style(f"{i}. {a.text}", bold=True) + f"  ({a.confidence:.0%})  {c.path}, page {c.page}"
+                   + (" (OCR: may hold recognition errors)" if c.ocr else ""))
         lo, hi = c.start - c.context_start, c.end - c.context_start
         before, after = (re.sub(r"\s+", " ", part) for part in (c.context[:lo], c.context[hi:]))
         click.echo("   " + before.lstrip() + click.style(c.context[lo:hi], fg="yellow", bold=True) + after.rstrip())

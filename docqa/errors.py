@@ -41,3 +41,7 @@ class ModelError(DocQAError):
 
 class DatasetError(DocQAError):
     """An evaluation dataset is not SQuAD-shaped."""
+
+
+class OcrUnavailable(DocQAError):
+    """Tesseract, or the language data asked for, is not installed (the message says how)."""

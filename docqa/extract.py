@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import re
 import unicodedata
+import zipfile
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,10 +23,14 @@ from markdown_it import MarkdownIt
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, PyPdfError
 
-from docqa.types import Extraction
+from docqa import ocr, office
+from docqa.types import Extraction, OcrOptions
 
 SUPPORTED: dict[str, str] = {
     ".pdf": "pdf",
+    ".docx": "docx",
+    ".pptx": "pptx",
+    ".epub": "epub",
     ".txt": "txt",
     ".text": "txt",
     ".md": "md",
@@ -33,7 +39,6 @@ SUPPORTED: dict[str, str] = {
     ".htm": "html",
 }
 
-EMPTY_PDF = "no text layer (scanned?); OCR it first, e.g. with ocrmypdf"
 NEED_PASSWORD = "encrypted; pass --password or --passwords-file"
 # markdown-it-py parses dense markup at ~0.3 MB/s; past this a file is indexed as plain text
 # so a huge Markdown log does not run into the indexer's timeout.
@@ -50,8 +55,12 @@ def kind_of(path: Path) -> str | None:
     return SUPPORTED.get(path.suffix.lower())
 
 
-def extract(path: Path, *, passwords: Sequence[str] = ()) -> Extraction:
-    """Read ``path`` into cleaned pages; never raises for bad file content."""
+def extract(path: Path, *, passwords: Sequence[str] = (), ocr: OcrOptions = OcrOptions(),
+            deadline: float | None = None) -> Extraction:
+    """Read ``path`` into cleaned pages; never raises for bad file content.
+
+    ``ocr`` says when PDF pages are read with Tesseract; ``deadline`` (``time.monotonic()``) is
+    when the file's time runs out: OCR stops short of it and keeps the pages read so far."""
     kind = kind_of(path)
     if kind is None:
         suffix = path.suffix.lower() or "(no suffix)"
@@ -64,20 +73,23 @@ def extract(path: Path, *, passwords: Sequence[str] = ()) -> Extraction:
     except OSError as err:
         return Extraction(kind, status="corrupt", message=f"cannot read: {err.strerror or err}")
     if kind == "pdf":
-        return _extract_pdf(data, passwords)
+        return _extract_pdf(data, passwords, ocr, deadline)
+    if kind in _PACKAGES:
+        return _extract_package(kind, data)
     return _extract_text(kind, data)
 
 
 # -- PDF -------------------------------------------------------------------------------------
 
 
-def _extract_pdf(data: bytes, passwords: Sequence[str]) -> Extraction:
+def _extract_pdf(data: bytes, passwords: Sequence[str], options: OcrOptions, deadline: float | None) -> Extraction:
     if not data:
         return _corrupt_pdf("the file is empty (0 bytes)")
+    password: str | None = None
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
-            problem = _unlock(reader, passwords)
+            problem, password = _unlock(reader, passwords)
             if problem:
                 return Extraction("pdf", status="encrypted", message=problem)
         pages = reader.pages
@@ -96,44 +108,86 @@ def _extract_pdf(data: bytes, passwords: Sequence[str]) -> Extraction:
         return _corrupt_pdf(reason)
     if count == 0:
         return Extraction("pdf", status="empty", message="the PDF has no pages")
-    texts: list[str] = []
+    raws: list[str] = []
     failed: list[tuple[int, str]] = []
     for number in range(1, count + 1):
+        if options.mode == "force":
+            raws.append("")  # every page is read by OCR; its text layer is not even parsed
+            continue
         try:
             # Plain (content-stream order) mode, not "layout": on the shared multi-column
             # papers (pdfTeX/Distiller) plain yields each column in reading order, while layout
             # mode interleaves the two columns line by line and drops rotated text (GeoBase
             # report: 22.7k -> 14.6k chars). Neither untangles i1040nr, whose content streams
             # are themselves out of order; that would need a layout engine.
-            raw = pages[number - 1].extract_text()
+            raws.append(pages[number - 1].extract_text())
         except _PASS_THROUGH:
             raise
         except Exception as err:  # one bad page must not cost the others
             failed.append((number, _reason(err)))
-            raw = ""
-        texts.append(clean_text(raw))
+            raws.append("")
     if len(failed) == count:
         return _corrupt_pdf(f"no page could be read ({failed[0][1]})")
-    message = _page_failures(failed)
+    texts = [clean_text(raw) for raw in raws]
+    scanned = [n for n, raw in enumerate(raws, 1) if options.mode == "force" or ocr.needs_ocr(raw)]
+    if not scanned:
+        message = _page_failures(failed)
+        if not any(texts):  # text that cleaning removes entirely (zero-width characters)
+            return Extraction("pdf", status="empty", message=message or "no text on any page")
+        return Extraction("pdf", pages=tuple(texts), message=message)
+    ocr_pages: list[int] = []
+    unread: list[ocr.PageText] = []
+    if options.mode == "off":
+        note = f"{len(scanned)} of {count} pages have no text layer (scanned?) and --ocr is off; use --ocr auto to read them"
+    elif not ocr.available():
+        note = f"{len(scanned)} of {count} pages have no text layer (scanned?); {ocr.install_hint(options.lang)}"
+    else:
+        note = ""
+        for page in ocr.read_pages(data, scanned, options, password=password, deadline=deadline):
+            if page.problem:
+                unread.append(page)
+            elif text := clean_text(page.text):
+                texts[page.number - 1] = text
+                ocr_pages.append(page.number)
+    failed = [(n, reason) for n, reason in failed if n not in ocr_pages]  # OCR read what pypdf could not
+    message = "; ".join(filter(None, [_page_failures(failed), note, _ocr_failures(unread)]))
+    # A page left unread by a time limit is tried again next run, like a file that timed out.
+    key = ocr.key(options) + (":partial" if any(p.late or p.slow for p in unread) else "")
     if not any(texts):
-        return Extraction("pdf", status="empty", message="; ".join(filter(None, [EMPTY_PDF, message])))
-    return Extraction("pdf", pages=tuple(texts), message=message)
+        message = message if note or unread else "no text found on any page, even by OCR"
+        return Extraction("pdf", status="empty", message=message, ocr=key)
+    return Extraction("pdf", pages=tuple(texts), message=message, ocr_pages=tuple(ocr_pages), ocr=key)
 
 
-def _unlock(reader: PdfReader, passwords: Sequence[str]) -> str:
+def _ocr_failures(unread: list[ocr.PageText]) -> str:
+    """One line for the pages OCR could not read: over the page's time limit, past the file's,
+    or not renderable. Pages stopped by a time limit are read again next run."""
+    late = [p.number for p in unread if p.late]
+    parts = [_page_failures([(p.number, p.problem) for p in unread if not p.late], "could not be read by OCR")]
+    if any(p.slow for p in unread):
+        parts.append("they are tried again next run; raise --ocr-timeout if the pages are just dense")
+    if late:
+        pages = "1 page" if len(late) == 1 else f"{len(late)} pages"
+        parts.append(f"{pages} from page {late[0]} on were not OCR'd: the file's time limit ran out; "
+                     "they are tried again next run; raise --timeout for long scans")
+    return "; ".join(filter(None, parts))
+
+
+def _unlock(reader: PdfReader, passwords: Sequence[str]) -> tuple[str, str | None]:
     """Decrypt with "" (an owner-only password must just work) then each password.
 
-    Returns "" once decrypted, else the message for an ``encrypted`` result."""
+    Returns ("", the password that worked) once decrypted, else (the message for an
+    ``encrypted`` result, None)."""
     try:
         for password in ("", *passwords):
             if reader.decrypt(password):
-                return ""
+                return "", password
     except DependencyError:
-        return "encrypted with AES, which needs the cryptography package: pip install 'pypdf[crypto]'"
+        return "encrypted with AES, which needs the cryptography package: pip install 'pypdf[crypto]'", None
     if not passwords:
-        return NEED_PASSWORD
+        return NEED_PASSWORD, None
     tried = "the password given" if len(passwords) == 1 else f"none of the {len(passwords)} passwords given"
-    return f"encrypted; {tried} opens it; pass the right one with --password or --passwords-file"
+    return f"encrypted; {tried} opens it; pass the right one with --password or --passwords-file", None
 
 
 def _corrupt_pdf(reason: str) -> Extraction:
@@ -150,13 +204,51 @@ def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
-def _page_failures(failed: list[tuple[int, str]]) -> str:
+def _page_failures(failed: list[tuple[int, str]], what: str = "could not be read") -> str:
     if not failed:
         return ""
     numbers = [str(n) for n, _ in failed[:5]]
     more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
     noun = "page" if len(failed) == 1 else "pages"
-    return f"{noun} {', '.join(numbers)}{more} could not be read: {failed[0][1]}"
+    return f"{noun} {', '.join(numbers)}{more} {what}: {failed[0][1]}"
+
+
+# -- Word, PowerPoint, EPUB -------------------------------------------------------------------
+
+# kind -> (what the file is called, the program to check it with)
+_PACKAGES = {"docx": ("Word document", "Word or LibreOffice"),
+             "pptx": ("PowerPoint presentation", "PowerPoint or LibreOffice"),
+             "epub": ("EPUB e-book", "an e-book reader")}
+
+
+def _extract_package(kind: str, data: bytes) -> Extraction:
+    """A ZIP of XML parts (docx, pptx) or of XHTML chapters (epub) -> pages (``docqa.office``)."""
+    name, program = _PACKAGES[kind]
+    try:
+        if kind == "epub":
+            # A chapter is read like any HTML page, but whole: it holds no site chrome.
+            pages = [clean_text(_html_text(_decode(chapter, html=True))) for chapter in office.epub_chapters(data)]
+            pages = [page for page in pages if page]
+        else:
+            raw = office.docx_pages(data) if kind == "docx" else office.pptx_pages(data)
+            pages = [clean_text(page) for page in raw]
+    except _PASS_THROUGH:
+        raise
+    except office.Encrypted as err:
+        return Extraction(kind, status="encrypted", message=str(err))
+    except Exception as err:  # the libraries raise what their parsers raise (zipfile, lxml, KeyError...)
+        if not data:
+            reason = "the file is empty (0 bytes)"
+        elif isinstance(err, ValueError) or zipfile.is_zipfile(io.BytesIO(data)):
+            reason = _reason(err)
+        elif data.startswith(b"PK"):
+            reason = "a truncated or damaged ZIP archive"
+        else:
+            reason = f"not a ZIP archive, as every .{kind} file is"
+        return Extraction(kind, status="corrupt", message=f"corrupt {name}: {reason}; check that it opens in {program}")
+    if not any(pages):
+        return Extraction(kind, status="empty", message=f"no text in the {name}")
+    return Extraction(kind, pages=tuple(pages))
 
 
 # -- text, Markdown, HTML --------------------------------------------------------------------
@@ -168,7 +260,7 @@ def _extract_text(kind: str, data: bytes) -> Extraction:
         return Extraction(kind, status="unsupported", message="binary content, not text; not indexed")
     message = ""
     if kind == "html":
-        text = _html_text(text)
+        text = _main_text(text)
     elif kind == "md":
         if len(text) > MARKDOWN_PARSE_LIMIT:
             message = f"over {MARKDOWN_PARSE_LIMIT // 1_000_000} MB: indexed as plain text, markup kept"
@@ -213,8 +305,23 @@ def _decode(data: bytes, *, html: bool = False) -> str:
             pass  # an unknown charset name: guess instead
     if _mostly_utf8(data):
         return data.decode("utf-8", errors="replace")
-    guess = from_bytes(data).best()
-    return str(guess) if guess is not None else data.decode("latin-1")
+    return _guess_legacy(data)
+
+
+def _guess_legacy(data: bytes) -> str:
+    """A legacy 8-bit encoding by charset-normalizer's guess, except that Windows-1252 (Latin-1's
+    superset, by far the most common) wins every tie: in a short French or German text, cp1250
+    or cp1251 read as cleanly by its measures, and "Crème" would become "Crčme"."""
+    matches = from_bytes(data)
+    best = matches.best()
+    if best is None:
+        return data.decode("latin-1")
+    for match in matches:
+        if ("cp1252" == match.encoding or "cp1252" in match.could_be_from_charset) and (
+            match.chaos <= best.chaos + 0.01 and match.coherence >= best.coherence - 0.01
+        ):
+            return data.decode("cp1252", errors="replace")
+    return str(best)
 
 
 def _bomless_utf16(data: bytes) -> str:
@@ -279,34 +386,107 @@ _WHITESPACE = re.compile(r"\s+")
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 
 
-def _html_text(markup: str) -> str:
-    """The visible text of an HTML document; block elements become paragraph breaks.
+def _html_text(markup: str, *, main: bool = False) -> str:
+    """The visible text of an HTML document; block elements become paragraph breaks. With
+    ``main``, only the main content (``_main_roots``) and none of the page's chrome (``_chrome``).
 
     Parsed with the stdlib "html.parser" (no C dependency; a 20 MB page that is mostly one
     script parses in well under a second). The walk is iterative, so deep nesting is fine."""
     soup = BeautifulSoup(markup, "html.parser")
     parts: list[str] = []
-    # (node, inside <pre>); a plain str is the break that closes a block element.
-    stack: list[tuple[PageElement | str, bool]] = [(soup, False)]
+    # (node, inside <pre>, inside a sectioning element); a plain str closes a block element.
+    stack: list[tuple[PageElement | str, bool, bool]] = [(root, False, False) for root in reversed(
+        _main_roots(soup) if main else [soup])]
     while stack:
-        node, pre = stack.pop()
+        node, pre, sectioned = stack.pop()
         if isinstance(node, Tag):
-            if node.name in _INVISIBLE or _hidden(node):
+            if node.name in _INVISIBLE or _hidden(node) or (main and _chrome(node, sectioned)):
                 continue
             if node.name == "br":
                 parts.append(_PARAGRAPH)
                 continue
             edge = _PARAGRAPH if node.name in _BLOCKS else " " if node.name in _CELLS else ""
             pre = pre or node.name == "pre"
+            sectioned = sectioned or node.name in _SECTIONING
             parts.append(edge)
-            stack.append((edge, pre))
-            stack.extend((child, pre) for child in reversed(node.contents))
+            stack.append((edge, pre, sectioned))
+            stack.extend((child, pre, sectioned) for child in reversed(node.contents))
         elif isinstance(node, NavigableString):
             if not isinstance(node, PreformattedString):  # comments, doctypes, CDATA...
                 parts.append(str(node) if pre else _WHITESPACE.sub(" ", node))
         else:
             parts.append(node)
     return "".join(parts)
+
+
+def _main_text(markup: str) -> str:
+    """A web page's main content: its visible text (``_html_text``, so hidden text stays out and
+    paragraphs, lists and tables keep their breaks), less the paragraphs that trafilatura, a
+    main-content extractor, leaves out as boilerplate. Measured on 181 real pages
+    (bench/webpages.py), trafilatura keeps the article far better than the page's semantic
+    structure does; its own text output is not used because it breaks lines inside paragraphs
+    and, on a small page with no chrome, falls back to keeping hidden text."""
+    import trafilatura  # only workers that meet an HTML file load it
+
+    text = _html_text(markup)
+    main = trafilatura.extract(markup, favor_recall=True, include_tables=True, include_comments=False)
+    if not main:  # nothing it recognises as content: the page's semantic structure decides
+        return _html_text(markup, main=True)
+    left = Counter(_words(main))
+    kept = []
+    for paragraph in _PARAGRAPHS.split(text):
+        words = _words(paragraph)
+        found = Counter(words) & left
+        if words and sum(found.values()) >= MAIN_SHARE * len(words):
+            left -= found
+            kept.append(paragraph)
+    return "\n\n".join(kept)
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+_WORD = re.compile(r"\w+")
+_PARAGRAPHS = re.compile(r"\s*\n\s*\n\s*")
+# A paragraph of the page is main content when this share of its words is in trafilatura's text.
+MAIN_SHARE = 0.6
+
+
+# A web page's chrome, by the page's own semantic structure (HTML elements and ARIA roles) and
+# the names sites give it. A <header>/<footer> inside an article or section is the article's
+# (its title, byline, notes), so only one directly in the page is chrome.
+_SECTIONING = frozenset({"article", "section", "main"})
+_CHROME_ROLES = frozenset({"navigation", "banner", "contentinfo", "complementary", "search", "dialog",
+                           "alertdialog", "menu", "menubar"})
+_CHROME_NAMES = re.compile(
+    r"cookie|consent|gdpr|sidebar|breadcrumb|navbar|site-?(header|footer|nav)|social|share|newsletter"
+    r"|subscribe|advert|related|popup|modal|skip-?link", re.I)
+
+
+def _chrome(tag: Tag, sectioned: bool) -> bool:
+    if tag.name in ("nav", "aside") or (tag.name in ("header", "footer") and not sectioned):
+        return True
+    role = tag.get("role")
+    if isinstance(role, str) and role.strip().lower() in _CHROME_ROLES:
+        return True
+    names = " ".join(filter(None, [_attr(tag, "id"), _attr(tag, "class")]))
+    return bool(names) and tag.name not in ("body", "html", "main", "article") and bool(_CHROME_NAMES.search(names))
+
+
+def _attr(tag: Tag, name: str) -> str:
+    value = tag.get(name)
+    return " ".join(value) if isinstance(value, list) else value or ""
+
+
+def _main_roots(soup: BeautifulSoup) -> list[Tag | BeautifulSoup]:
+    """Where a page's main content is: its <main> (or role=main), else its outermost
+    <article>s, else the whole page (from which ``_chrome`` still drops the chrome)."""
+    found = soup.find("main") or soup.find(attrs={"role": "main"})
+    if isinstance(found, Tag):
+        return [found]
+    articles = [a for a in soup.find_all("article") if a.find_parent("article") is None]
+    return articles or [soup]
 
 
 def _hidden(tag: Tag) -> bool:

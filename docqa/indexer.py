@@ -19,6 +19,7 @@ import signal
 import sqlite3
 import stat as stat_mod
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -28,13 +29,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
+from docqa import ocr
 from docqa.errors import DocQAError
 from docqa.extract import extract, kind_of
 from docqa.split import split_pages
 from docqa.store import DocumentRow, Store, index_error
-from docqa.types import PROBLEM_STATUSES, FileResult, IndexReport, Limits, Passage
+from docqa.types import PROBLEM_STATUSES, FileResult, IndexReport, Limits, OcrOptions, Passage
 
 if TYPE_CHECKING:
     from pebble import ProcessPool
@@ -44,8 +46,15 @@ log = logging.getLogger(__name__)
 _BLOCK = 1 << 20
 _PR_SET_PDEATHSIG = 1
 
-# What a worker sends back: (status, message, pages, passages).
-_Outcome = tuple[str, str, tuple[str, ...], list[Passage]]
+class _Outcome(NamedTuple):
+    """What a worker sends back for one file."""
+
+    status: str
+    message: str
+    pages: tuple[str, ...] = ()
+    passages: tuple[Passage, ...] = ()
+    ocr_pages: tuple[int, ...] = ()  # see ``Extraction``
+    ocr: str = ""
 
 
 class PathNotFound(DocQAError):
@@ -127,15 +136,19 @@ def _limit_memory(extra_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _extract_and_split(path: str, passwords: tuple[str, ...], words: int, overlap: int) -> _Outcome:
-    """Runs in a worker."""
+def _extract_and_split(path: str, passwords: tuple[str, ...], words: int, overlap: int,
+                       ocr_options: OcrOptions, timeout_s: float) -> _Outcome:
+    """Runs in a worker. OCR stops a little before the per-file limit would kill the worker,
+    so a long scan keeps the pages it read."""
+    deadline = time.monotonic() + timeout_s - max(1.0, 0.05 * timeout_s)
     try:
-        ex = extract(Path(path), passwords=passwords)
+        ex = extract(Path(path), passwords=passwords, ocr=ocr_options, deadline=deadline)
         if ex.status != "ok":
-            return ex.status, ex.message, (), []
-        return "ok", ex.message, ex.pages, split_pages(ex.pages, words=words, overlap=overlap)
+            return _Outcome(ex.status, ex.message, ocr=ex.ocr)
+        passages = tuple(split_pages(ex.pages, words=words, overlap=overlap))
+        return _Outcome("ok", ex.message, ex.pages, passages, ex.ocr_pages, ex.ocr)
     except MemoryError:
-        return "too-large", _OUT_OF_MEMORY, (), []
+        return _Outcome("too-large", _OUT_OF_MEMORY)
 
 
 _OUT_OF_MEMORY = ("extraction needed more memory than the per-file cap (a decompression bomb "
@@ -285,9 +298,12 @@ class Indexer:
         passwords: Sequence[str] = (),
         workers: int | None = None,
         limits: Limits = Limits(),
+        ocr: OcrOptions = OcrOptions(),
         progress: Callable[[FileResult], None] | None = None,
     ) -> None:
         self.store = store
+        self.ocr = ocr
+        self._ocr_key = ""  # the run's ``docqa.ocr.key``, known once Tesseract is checked
         self.passwords = tuple(passwords)
         self.workers = max(1, workers or _default_workers())
         self.limits = limits
@@ -303,6 +319,9 @@ class Indexer:
         missing = [str(p) for p in paths if not os.path.exists(os.path.expanduser(os.fspath(p)))]
         if missing:
             raise PathNotFound(f"no such file or folder: {', '.join(missing)}")
+        if self.ocr.mode == "force" or (self.ocr.mode == "auto" and ocr.available()):
+            ocr.check(self.ocr.lang)  # fail now with what to install, not on every scanned file
+        self._ocr_key = ocr.key(self.ocr)
         interrupted = False
         try:
             with self._interrupts:
@@ -337,7 +356,8 @@ class Indexer:
                 try:
                     future = pool.schedule(
                         _extract_and_split,
-                        args=(item.path, self.passwords, self.words, self.overlap),
+                        args=(item.path, self.passwords, self.words, self.overlap, self.ocr,
+                              self.limits.timeout_s),
                         timeout=self.limits.timeout_s,
                     )
                 except RuntimeError as err:  # pebble: the pool broke (see _outcome)
@@ -399,18 +419,23 @@ class Indexer:
                 self.store.touch(c.key, size=c.size, mtime=c.mtime)
                 self._report_unchanged(c, old)
             return None
-        twin = next((d for d in self.store.documents_with_sha(sha) if d.abs_path != c.key), None)
+        twin = next((d for d in self.store.documents_with_sha(sha)
+                     if d.abs_path != c.key and not self._ocr_stale(d)), None)
         if twin is not None:
             # Moved, renamed or copied: same bytes, so reuse its pages and passages.
-            row = self._row(c, sha, twin.kind, twin.page_count, "indexed", twin.message)
+            row = self._row(c, sha, twin.kind, twin.page_count, "indexed", twin.message, twin.ocr)
             with self._interrupts.held():
                 self.store.copy_document(twin.id, row)
-                self._report_indexed(c, old, twin.page_count, self._passage_count(c.key), twin.message)
+                self._report_indexed(c, old, twin.page_count, self._passage_count(c.key), twin.message,
+                                     self.store.ocr_page_count(c.key))
             return None
         return c, sha, old
 
     def _retry(self, old: DocumentRow, c: _Candidate) -> bool:
-        """An unchanged file that failed last time but may work now."""
+        """An unchanged file that failed last time but may work now, or whose text depends on
+        OCR settings that changed."""
+        if self._ocr_stale(old):
+            return True
         if old.status == "encrypted":
             return bool(self.passwords)
         if old.status == "timeout":  # the machine may have been busy, or --timeout was raised
@@ -419,45 +444,53 @@ class Indexer:
             return c.size <= self.limits.max_bytes
         return old.status == "corrupt" and not old.sha256  # unreadable: permissions may be fixed
 
+    def _ocr_stale(self, old: DocumentRow) -> bool:
+        """The run's --ocr/--ocr-lang would read this document differently: a PDF whose pages
+        needed OCR (or were all OCR'd) under other settings, or any PDF once --ocr is force."""
+        if old.kind != "pdf" or old.status not in ("indexed", "updated", "empty"):
+            return False
+        return old.ocr != self._ocr_key if old.ocr else self.ocr.mode == "force"
+
     def _outcome(self, future: Future[_Outcome]) -> _Outcome:
         from pebble import ProcessExpired
 
         try:
             return future.result()
         except FutureTimeout:
-            return ("timeout", f"extraction took over {self.limits.timeout_s:g} s and was stopped; "
-                    "it is tried again next run; raise --timeout if the file is just big", (), [])
+            return _Outcome("timeout", f"extraction took over {self.limits.timeout_s:g} s and was stopped; "
+                            "it is tried again next run; raise --timeout if the file is just big")
         except BrokenProcessPool as err:  # a worker died with no task: not this file's fault
             raise _workers_failed(err) from err
         except ProcessExpired as err:
-            return ("corrupt", f"the extractor crashed on this file ({_exit_reason(err.exitcode)}); "
-                    "check that it opens in its usual program", (), [])
+            return _Outcome("corrupt", f"the extractor crashed on this file ({_exit_reason(err.exitcode)}); "
+                            "check that it opens in its usual program")
         except Exception as err:  # a bug or a library failure on a hostile file: name it, go on
             log.debug("extraction failed", exc_info=True)
             first = f"{type(err).__name__}: {err}".splitlines()[0][:200]
-            return "corrupt", f"extraction failed ({first}); please report it", (), []
+            return _Outcome("corrupt", f"extraction failed ({first}); please report it")
 
     def _finish(self, c: _Candidate, sha: str, old: DocumentRow | None, outcome: _Outcome) -> None:
-        status, message, pages, passages = outcome
+        status, message, pages, passages, ocr_pages, ocr_key = outcome
         if not os.path.exists(c.path):
             self._vanished(c, old)
             return
         if status != "ok":
-            self._write_problem(c, sha, status, message)
+            self._write_problem(c, sha, status, message, ocr_key)
             return
         # The row keeps the stat taken before reading: if the file changed since, the next
         # run sees a different size or mtime and reads it again.
-        row = self._row(c, sha, c.kind, len(pages), "indexed", message)
+        row = self._row(c, sha, c.kind, len(pages), "indexed", message, ocr_key)
         with self._interrupts.held():
-            self.store.put_document(row, pages, passages)
-            self._report_indexed(c, old, len(pages), len(passages), message)
+            self.store.put_document(row, pages, passages, ocr_pages=ocr_pages)
+            self._report_indexed(c, old, len(pages), len(passages), message, len(ocr_pages))
 
     # -- bookkeeping -------------------------------------------------------------------------
 
-    def _row(self, c: _Candidate, sha: str, kind: str, pages: int, status: str, message: str) -> DocumentRow:
+    def _row(self, c: _Candidate, sha: str, kind: str, pages: int, status: str, message: str,
+             ocr_key: str = "") -> DocumentRow:
         return DocumentRow(
             path=c.rel_path, abs_path=c.key, root=c.root, size=c.size, mtime=c.mtime,
-            sha256=sha, kind=kind, page_count=pages, status=status, message=message,
+            sha256=sha, kind=kind, page_count=pages, status=status, message=message, ocr=ocr_key,
         )
 
     def _passage_count(self, key: str) -> int:
@@ -484,22 +517,22 @@ class Indexer:
             self._report(FileResult(c.rel_path, "removed", "deleted while being indexed"))
 
     def _report_indexed(self, c: _Candidate, old: DocumentRow | None, pages: int, passages: int,
-                        message: str = "") -> None:
+                        message: str = "", ocr_pages: int = 0) -> None:
         # "updated" replaces text the index had; a file that failed before is newly "indexed".
         status = "updated" if old is not None and old.status in ("indexed", "updated") else "indexed"
-        self._report(FileResult(c.rel_path, status, message, pages, passages))
+        self._report(FileResult(c.rel_path, status, message, pages, passages, ocr_pages))
 
     def _report_unchanged(self, c: _Candidate, old: DocumentRow) -> None:
         if old.status in ("indexed", "updated"):
             self._report(FileResult(c.rel_path, "unchanged", old.message, old.page_count,
-                                    self._passage_count(c.key)))
+                                    self._passage_count(c.key), self.store.ocr_page_count(c.key)))
         else:  # still the same problem: say it again, so every run names its failures
             self._report(FileResult(c.rel_path, old.status, old.message))
 
-    def _write_problem(self, c: _Candidate, sha: str, status: str, message: str) -> None:
+    def _write_problem(self, c: _Candidate, sha: str, status: str, message: str, ocr_key: str = "") -> None:
         # A problem replaces any older version of the file: its text is no longer what's there.
         with self._interrupts.held():
-            self.store.put_document(self._row(c, sha, c.kind, 0, status, message))
+            self.store.put_document(self._row(c, sha, c.kind, 0, status, message, ocr_key))
             self._report(FileResult(c.rel_path, status, message))
 
     def _remove_missing(self, paths: Sequence[str | os.PathLike[str]]) -> None:

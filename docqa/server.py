@@ -247,6 +247,8 @@ class PageOut(BaseModel):
     start: int = Field(description="Offset of the page's first character in the document text: "
                                    "a citation's `start - page.start` indexes into `text`.")
     text: str
+    ocr: bool = Field(False, description="The text was read by OCR from a scanned page: it may hold "
+                                         "recognition errors.")
 
 
 class BatchingOut(BaseModel):
@@ -493,11 +495,12 @@ def _add_routes(app: FastAPI, batcher: Batcher, reads: DocQA, lock: threading.Lo
             if doc is None:
                 raise DocumentNotFound(f"no document {document_id} in the index; see GET /documents")
             page = reads.store.page(document_id, number)
+            ocr = number in reads.store.ocr_pages(document_id)
         if page is None:
             raise DocumentNotFound(f"{doc.path} has no page {number}; it has {doc.page_count}")
         start, text = page
         return PageOut(document_id=doc.id, path=doc.path, page=number, pages=doc.page_count,
-                       start=start, text=text)
+                       start=start, text=text, ocr=ocr)
 
     @app.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
     def health() -> JSONResponse:

@@ -15,7 +15,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,7 +28,19 @@ if TYPE_CHECKING:
 from docqa.errors import BadIndex, DiskFull, DocQAError, IndexLocked, IndexNotFound, IndexReadOnly, SchemaMismatch
 from docqa.types import PAGE_BREAK, PROBLEM_STATUSES, IndexInfo, Passage, Problem, page_starts
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Older schemas this docqa upgrades in place when it opens an index for writing (read-only
+# opens read them as they are): version -> the SQL that brings it to the next version.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 1 -> 2: which pages were read by OCR, and the OCR settings a PDF's text depends on. A PDF
+    # indexed before OCR existed with a textless page (or none at all) was read with OCR off.
+    1: (
+        "ALTER TABLE documents ADD COLUMN ocr TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE pages ADD COLUMN ocr INTEGER NOT NULL DEFAULT 0",
+        "UPDATE documents SET ocr = 'off' WHERE kind = 'pdf' AND (status = 'empty' OR EXISTS "
+        "(SELECT 1 FROM pages WHERE pages.document_id = documents.id AND pages.text = ''))",
+    ),
+}
 # PRAGMA application_id: marks the file as docqa's ("dqa1").
 APPLICATION_ID = 0x64716131
 BUSY_TIMEOUT_MS = 30_000
@@ -70,6 +82,7 @@ class DocumentRow:
     message: str
     id: int = 0
     indexed_at: str = ""
+    ocr: str = ""  # the OCR settings the text depends on (``docqa.ocr.key``); "" when none
 
 
 def _now() -> str:
@@ -165,7 +178,9 @@ class Store:
         tables = self._tables()
         if app_id == APPLICATION_ID:
             version = int(self._meta("schema_version") or 0)
-            if version != SCHEMA_VERSION:
+            if version in MIGRATIONS and not self.readonly:
+                self._migrate(version)
+            elif version != SCHEMA_VERSION and not (self.readonly and version in MIGRATIONS):
                 raise SchemaMismatch(
                     f"{self.path} uses index schema {version}, this docqa reads schema "
                     f"{SCHEMA_VERSION}; rebuild it: delete the file and re-run `docqa index`"
@@ -185,6 +200,17 @@ class Store:
         if self.readonly:
             raise IndexReadOnly(f"{self.path} is read-only and holds no index yet")
         self._create_schema({**DEFAULT_SETTINGS, **(settings or {})})
+
+    def _migrate(self, version: int) -> None:
+        try:
+            with self.db.atomic() as db:
+                while version in MIGRATIONS:
+                    for sql in MIGRATIONS[version]:
+                        db.execute(sql)
+                    version += 1
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+        except sqlite3.Error as err:
+            raise index_error(self.path, err) from err
 
     def _use_wal(self) -> None:
         # WAL lets searches read while the indexer writes. NORMAL sync is WAL's intended
@@ -215,6 +241,7 @@ class Store:
                     "status": str,
                     "message": str,
                     "indexed_at": str,
+                    "ocr": str,
                 },
                 pk="id",
                 not_null={"path", "abs_path", "status"},
@@ -222,7 +249,7 @@ class Store:
             db["documents"].create_index(["abs_path"], unique=True)
             db["documents"].create_index(["sha256"])
             db["pages"].create(
-                {"document_id": int, "number": int, "start": int, "text": str},
+                {"document_id": int, "number": int, "start": int, "text": str, "ocr": int},
                 pk=("document_id", "number"),
                 foreign_keys=[("document_id", "documents", "id")],
             )
@@ -294,9 +321,11 @@ class Store:
             raise index_error(self.path, err) from err
 
     def put_document(
-        self, row: DocumentRow, pages: Sequence[str] = (), passages: Sequence[Passage] = ()
+        self, row: DocumentRow, pages: Sequence[str] = (), passages: Sequence[Passage] = (),
+        *, ocr_pages: Collection[int] = (),
     ) -> int:
-        """Replace whatever the index holds for ``row.abs_path`` with this document."""
+        """Replace whatever the index holds for ``row.abs_path`` with this document;
+        ``ocr_pages`` are the 1-based numbers of the pages read by OCR."""
         starts = page_starts(pages)
         with self._write() as db:
             self._delete(db, row.abs_path)
@@ -304,7 +333,8 @@ class Store:
             record["indexed_at"] = _now()
             doc_id = int(db["documents"].insert(record).last_pk)
             db["pages"].insert_all(
-                {"document_id": doc_id, "number": i + 1, "start": starts[i], "text": text}
+                {"document_id": doc_id, "number": i + 1, "start": starts[i], "text": text,
+                 "ocr": int(i + 1 in ocr_pages)}
                 for i, text in enumerate(pages)
             )
             db["passages"].insert_all(
@@ -329,8 +359,8 @@ class Store:
             record["indexed_at"] = _now()
             doc_id = int(db["documents"].insert(record).last_pk)
             db.execute(
-                "INSERT INTO pages (document_id, number, start, text) "
-                "SELECT ?, number, start, text FROM pages WHERE document_id = ?",
+                "INSERT INTO pages (document_id, number, start, text, ocr) "
+                "SELECT ?, number, start, text, ocr FROM pages WHERE document_id = ?",
                 (doc_id, source_id),
             )
             db.execute(
@@ -482,6 +512,18 @@ class Store:
         ).fetchone()
         return None if row is None else (int(row[0]), str(row[1]))
 
+    def ocr_pages(self, doc_id: int) -> frozenset[int]:
+        """The numbers of the document's pages whose text was read by OCR."""
+        if self.schema_version < 2:
+            return frozenset()
+        return frozenset(r[0] for r in self.conn.execute(
+            "SELECT number FROM pages WHERE document_id = ? AND ocr", (doc_id,)))
+
+    def ocr_page_count(self, abs_path: str) -> int:
+        return int(self.conn.execute(
+            "SELECT count(*) FROM pages JOIN documents ON documents.id = pages.document_id "
+            "WHERE documents.abs_path = ? AND pages.ocr", (abs_path,)).fetchone()[0])
+
     def document_text(self, doc_id: int) -> str:
         """The text that passage and citation offsets index into."""
         return PAGE_BREAK.join(self.pages(doc_id))
@@ -527,6 +569,10 @@ class Store:
             size_bytes=size,
             embedding_model=self.embedding_model,
             vectors=count("SELECT count(*) FROM passage_vectors") if "passage_vectors" in self._tables() else 0,
+            ocr_pages=count("SELECT count(*) FROM pages WHERE ocr") if self.schema_version >= 2 else 0,
+            pages_by_kind=dict(self.conn.execute(
+                "SELECT kind, count(*) FROM pages JOIN documents ON documents.id = pages.document_id "
+                "GROUP BY kind ORDER BY kind").fetchall()),
         )
 
 

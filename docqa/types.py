@@ -46,10 +46,12 @@ class Extraction:
     what to do. Page-level failures keep the other pages (and are noted in ``message``).
     """
 
-    kind: str  # "pdf" | "txt" | "md" | "html"
+    kind: str  # "pdf" | "docx" | "pptx" | "epub" | "txt" | "md" | "html"
     pages: tuple[str, ...] = ()
     status: str = "ok"
     message: str = ""
+    ocr_pages: tuple[int, ...] = ()  # 1-based numbers of the pages whose text Tesseract read
+    ocr: str = ""  # the OCR settings the text depends on (``docqa.ocr.key``); "" when none
 
     @property
     def text(self) -> str:
@@ -67,6 +69,31 @@ class Passage:
     last_page: int  # 1-based page holding ``end - 1``
     text: str
 
+
+OCR_MODES = ("auto", "off", "force")
+DEFAULT_OCR_PAGE_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class OcrOptions:
+    """When PDF pages are read with Tesseract: ``auto`` only pages without a usable text layer,
+    ``force`` every page, ``off`` none. ``lang`` is Tesseract's (``eng``, ``eng+deu``)."""
+
+    mode: str = "auto"
+    lang: str = "eng"
+    page_timeout_s: float = DEFAULT_OCR_PAGE_TIMEOUT_S
+
+
+# What one "page" is for each kind of file (docqa info, README).
+PAGE_MEANS = {
+    "pdf": "PDF page",
+    "docx": "page up to a hard page break",
+    "pptx": "slide, with its notes",
+    "epub": "chapter (spine order)",
+    "html": "whole file",
+    "md": "whole file",
+    "txt": "whole file",
+}
 
 DEFAULT_MAX_MB = 200
 DEFAULT_TIMEOUT_S = 120.0
@@ -89,6 +116,7 @@ class FileResult:
     message: str = ""
     pages: int = 0
     passages: int = 0
+    ocr_pages: int = 0  # pages whose text was read by OCR
 
 
 @dataclass(frozen=True)
@@ -124,6 +152,8 @@ class IndexInfo:
     size_bytes: int
     embedding_model: str | None = None  # the model of the passage vectors (`index --embed`)
     vectors: int = 0
+    ocr_pages: int = 0  # pages whose text was read by OCR (may hold recognition errors)
+    pages_by_kind: dict[str, int] = field(default_factory=dict)  # what a page is: PAGE_MEANS
 
 
 @dataclass(frozen=True)
@@ -187,6 +217,7 @@ class Citation:
     context: str
     context_start: int
     document_id: int = 0  # the page is GET /documents/{document_id}/pages/{page} in `docqa serve`
+    ocr: bool = False  # the page's text was read by OCR: it may hold recognition errors
 
 
 @dataclass(frozen=True)

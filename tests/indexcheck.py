@@ -53,7 +53,7 @@ SHARED_PDF_STATUS = {
     "non_latin/issue-67-example.pdf": "indexed",
     "non_latin/jo.pdf": "indexed",
     "non_latin/multilang.pdf": "indexed",
-    "scanned/175.pdf": "empty",
+    "scanned/175.pdf": "indexed",  # no text layer: read by OCR
     "scanned/Seige_of_Vicksburg_Sample_OCR.pdf": "indexed",
     "text/2023-06-20-PV.pdf": "indexed",
     "text/GeoBase_NHNC1_Data_Model_UML_EN.pdf": "indexed",

@@ -14,13 +14,18 @@ back with the same words in the same order (``page.split() == clean_text(text).s
 only white space differs (wrapped lines, paragraph breaks). Two exceptions: right-to-left words
 (Arabic, Hebrew) come back reversed, as pypdf takes PDF text for visual order, and U+FEFF is
 left out.
+
+``write_pdf(..., scanned={2})`` turns page 2 into a scan: the typeset page rasterised (pypdfium2)
+at ``dpi``, skewed by ``skew`` degrees, sprinkled with noise and stored as a grayscale JPEG on an
+image-only page (Pillow), as a flatbed scanner would. Only OCR gets its text back.
 """
 
 from __future__ import annotations
 
 import io
+import random
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from itertools import groupby
 from pathlib import Path
 
@@ -31,13 +36,17 @@ FONT_SIZE = 10.0
 LEADING = 1.4  # line height as a multiple of the font size
 
 
-def write_pdf(path: str | Path, pages: Sequence[str], *, password: str | None = None) -> Path:
+def write_pdf(path: str | Path, pages: Sequence[str], *, password: str | None = None,
+              scanned: Collection[int] = (), dpi: int = 300, skew: float = 1.0, seed: int = 0) -> Path:
     """Write ``pages`` (one string per page; "" gives a blank page) as a PDF at ``path``.
 
-    With ``password`` the file is AES-256 encrypted with that user password (pypdf).
+    Pages numbered (1-based) in ``scanned`` become image-only scans (see the module doc). With
+    ``password`` the file is AES-256 encrypted with that user password (pypdf).
     Returns ``path`` as a ``Path``."""
     path = Path(path)
     data = _pdf_bytes(pages)
+    if scanned:
+        data = _scan(data, scanned, dpi, skew, seed)
     if password is not None:
         writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
         writer.encrypt(user_password=password, owner_password=None, algorithm="AES-256")
@@ -46,6 +55,29 @@ def write_pdf(path: str | Path, pages: Sequence[str], *, password: str | None = 
         data = buffer.getvalue()
     path.write_bytes(data)
     return path
+
+
+def _scan(data: bytes, scanned: Collection[int], dpi: int, skew: float, seed: int) -> bytes:
+    import pypdfium2 as pdfium
+    from PIL import Image
+
+    rng = random.Random(seed)
+    source = pdfium.PdfDocument(data)
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+    for number in sorted(scanned):
+        image = source[number - 1].render(scale=dpi / 72, grayscale=True).to_pil().convert("L")
+        image = image.rotate(skew, resample=Image.Resampling.BICUBIC, fillcolor=255)
+        pixels = image.load()
+        for _ in range(image.width * image.height // 500):  # 0.2% specks, dark and light
+            pixels[rng.randrange(image.width), rng.randrange(image.height)] = rng.choice((0, 90, 255))
+        buffer = io.BytesIO()
+        image.save(buffer, "PDF", resolution=dpi, quality=75)
+        writer.insert_page(PdfReader(buffer).pages[0], number - 1)
+        writer.remove_page(number)
+    source.close()
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
 
 
 def _pdf_bytes(pages: Sequence[str]) -> bytes:
@@ -187,3 +219,45 @@ def _serialise(objects: list[bytes], root: int) -> bytes:
     out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
     out.write(b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, root, xref))
     return out.getvalue()
+
+
+def write_jbig2_pdf(path: str | Path, text: str, *, dpi: int = 300) -> Path:
+    """One page of ``text``, typeset, rasterised to black and white at ``dpi`` and stored as a
+    JBIG2 image, as office scanners and ocrmypdf/jbig2enc write them: an image-only page.
+
+    The JBIG2 stream (ITU T.88, the embedded form PDF uses) is one page-information segment, one
+    immediate generic region coded with MMR (the ITU T.6 fax code, which Pillow writes through
+    libtiff as TIFF Group 4) and an end-of-page segment."""
+    import struct
+
+    import pypdfium2 as pdfium
+    from PIL import Image, ImageOps
+
+    gray = pdfium.PdfDocument(_pdf_bytes([text]))[0].render(scale=dpi / 72, grayscale=True).to_pil().convert("L")
+    ink = ImageOps.invert(gray).point(lambda v: 255 if v > 96 else 0).convert("1")  # 1 bits = ink
+    tiff = io.BytesIO()
+    ink.save(tiff, "TIFF", compression="group4", tiffinfo={278: ink.height})  # one strip
+    tags = Image.open(io.BytesIO(tiff.getvalue())).tag_v2
+    mmr = tiff.getvalue()[tags[273][0] : tags[273][0] + tags[279][0]]
+    width, height = ink.size
+
+    def segment(number: int, kind: int, data: bytes) -> bytes:  # page 1, refers to no segment
+        return struct.pack(">IBBBI", number, kind, 0, 1, len(data)) + data
+
+    jbig2 = (segment(0, 48, struct.pack(">IIIIBH", width, height, 0, 0, 0, 0))
+             + segment(1, 38, struct.pack(">IIIIB", width, height, 0, 0, 0) + b"\x01" + mmr)
+             + segment(2, 49, b""))
+    w, h = width * 72 / dpi, height * 72 / dpi
+    draw = b"q %.2f 0 0 %.2f 0 0 cm /Im0 Do Q" % (w, h)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %.2f %.2f] /Contents 4 0 R "
+        b"/Resources << /XObject << /Im0 5 0 R >> >> >>" % (w, h),
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(draw), draw),
+        b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray /BitsPerComponent 1 "
+        b"/Filter /JBIG2Decode /Length %d >>\nstream\n%s\nendstream" % (width, height, len(jbig2), jbig2),
+    ]
+    path = Path(path)
+    path.write_bytes(_serialise(objects, 1))
+    return path

@@ -64,15 +64,16 @@ def test_python_dash_m_works() -> None:
 def test_index_json_contract_and_incremental_counts(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     shutil.copytree(EXAMPLES, folder)
-    (folder / "notes.docx").write_bytes(b"PK\x03\x04")
+    (folder / "sheet.xlsx").write_bytes(b"PK\x03\x04")
     index = tmp_path / "i.db"
     first = json.loads(run("index", str(folder), "-i", str(index), "--json").output)
     assert set(first) >= {"index", "added", "updated", "unchanged", "removed", "failed", "files"}
     assert (first["added"], first["updated"], first["unchanged"], first["removed"], first["failed"]) == (4, 0, 0, 0, 0)
     by_path = {f["path"]: f for f in first["files"]}
-    assert by_path["notes.docx"]["status"] == "unsupported"
+    assert by_path["sheet.xlsx"]["status"] == "unsupported"
     assert by_path["honeybees.pdf"] == {"path": "honeybees.pdf", "status": "indexed", "message": "",
-                                        "pages": 2, "passages": by_path["honeybees.pdf"]["passages"]}
+                                        "pages": 2, "passages": by_path["honeybees.pdf"]["passages"],
+                                        "ocr_pages": 0}
     assert by_path["honeybees.pdf"]["passages"] >= 2
     (folder / "tides.txt").write_text("The tide tables were revised in 2024.", encoding="utf-8")
     (folder / "coffee.html").unlink()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import codecs
 import random
 import re
+import shutil
 import time
 import unicodedata
 from functools import cache
@@ -20,7 +21,7 @@ from pdfgen import write_pdf
 from pypdf import PdfWriter
 
 from docqa.extract import SUPPORTED, clean_text, extract, kind_of
-from docqa.types import PAGE_BREAK, PROBLEM_STATUSES, Extraction
+from docqa.types import PAGE_BREAK, PROBLEM_STATUSES, Extraction, OcrOptions
 
 # Passwords from SOURCES.md (the source repositories' own tests).
 PASSWORDS = {
@@ -55,7 +56,7 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "non_latin/issue-67-example.pdf": ("ok", ("东北电气发展股份有限公司", "第一季度报告")),
     "non_latin/jo.pdf": ("ok", ()),  # pypdf decodes its vertical Japanese font into mojibake
     "non_latin/multilang.pdf": ("ok", ("Hello World", "Привет, мир", "你好世界", "こんにちは世界")),
-    "scanned/175.pdf": ("empty", ("no text layer", "OCR")),
+    "scanned/175.pdf": ("ok", ("ACCESSORY KIT NO. AK-120A", "Oversize Tire Accessory Kit", "cotter pins")),
     "scanned/Seige_of_Vicksburg_Sample_OCR.pdf": ("ok", ("THE SIEGE OF VICKSBURG", "Johnston is coming")),
     "text/2023-06-20-PV.pdf": ("ok", ("PROCÈS-VERBAL", "Séance publique", "démolition")),
     "text/GeoBase_NHNC1_Data_Model_UML_EN.pdf": ("ok", ("National Hydro Network", "Data Model")),
@@ -151,6 +152,18 @@ def test_non_latin_text_survives() -> None:
     assert "สวัสดีชาวโลก" in multilang and "مرحبا بالعالم" in multilang
 
 
+def test_the_shared_scan_is_read_by_ocr_into_its_own_pages() -> None:
+    need_pdfs()
+    if shutil.which("tesseract") is None:
+        pytest.skip("Tesseract is not installed (apt install tesseract-ocr tesseract-ocr-eng; .ci/run does)")
+    result = shared("scanned/175.pdf")  # a 1974 typewritten service bulletin, 200 dpi JPEG scans
+    assert result.ocr_pages == (1, 2) and result.message == ""
+    first, second = result.pages
+    assert "Oversize Tire Accessory Kit" in first and "MODELS AFFECTED: All Model AA-1 and AA-1A" in first
+    assert "Page 2 of 2" in second and "install one (1) 6.00X6 Type III 4 ply tire" in second
+    assert "Page 2 of 2" not in first
+
+
 def test_multi_column_paper_reads_one_column_at_a_time() -> None:
     need_pdfs()
     text = shared("multi_column/issue-982-example.pdf").text
@@ -199,9 +212,13 @@ def test_a_broken_page_keeps_the_other_pages(tmp_path: Path) -> None:
     good = write_pdf(tmp_path / "good.pdf", ["page one", "page two", "page three"]).read_bytes()
     path = tmp_path / "one-bad-page.pdf"
     path.write_bytes(_break_content(good, [2]))
-    result = extract(path)
+    result = extract(path, ocr=OcrOptions("off"))
     assert result.status == "ok" and result.pages == ("page one", "", "page three")
     assert result.message.startswith("page 2 could not be read: ") and "Bogus" in result.message
+    if shutil.which("tesseract"):  # pdfium draws the page pypdf cannot parse, and OCR reads it
+        read = extract(path)
+        assert read.pages == ("page one", "page two", "page three") and read.ocr_pages == (2,)
+        assert read.message == ""
 
 
 def test_no_readable_page_is_corrupt(tmp_path: Path) -> None:
@@ -258,11 +275,12 @@ def test_unreadable_and_vanished_files_are_reported(tmp_path: Path) -> None:
 def test_kinds_by_suffix(tmp_path: Path) -> None:
     assert kind_of(Path("a/B.PDF")) == "pdf" and kind_of(Path("x.Markdown")) == "md"
     assert kind_of(Path("x.htm")) == "html" and kind_of(Path("notes.text")) == "txt"
-    assert kind_of(Path("x.docx")) is None and kind_of(Path("README")) is None
-    assert set(SUPPORTED.values()) == {"pdf", "txt", "md", "html"}
-    (tmp_path / "x.docx").write_bytes(b"PK")
-    result = extract(tmp_path / "x.docx")
-    assert result.status == "unsupported" and ".docx" in result.message
+    assert kind_of(Path("x.DOCX")) == "docx" and kind_of(Path("s.pptx")) == "pptx" and kind_of(Path("b.epub")) == "epub"
+    assert kind_of(Path("x.doc")) is None and kind_of(Path("README")) is None
+    assert set(SUPPORTED.values()) == {"pdf", "docx", "pptx", "epub", "txt", "md", "html"}
+    (tmp_path / "x.xlsx").write_bytes(b"PK")
+    result = extract(tmp_path / "x.xlsx")
+    assert result.status == "unsupported" and ".xlsx" in result.message
 
 
 # -- text files -----------------------------------------------------------------------------
@@ -284,6 +302,10 @@ def test_invalid_utf8_keeps_the_good_text(tmp_path: Path) -> None:
     ("encoding", "text"),
     [
         ("latin-1", "Le conseil municipal s'est réuni à la mairie. Les élèves ont présenté leur thèse. " * 5),
+        ("latin-1", "Crème brûlée"),
+        ("cp1252", "Crème"),
+        ("cp1252", "Café déjà vu – “quoted” in Smörgåsbord"),
+        ("cp1250", "Příliš žluťoučký kůň úpěl ďábelské ódy. Zażółć gęślą jaźń w Szczebrzeszynie."),
         ("cp1251", "Привет, мир! Это простой текст на русском языке для проверки кодировки. " * 5),
         ("shift_jis", "これは日本語のテキストです。文字コードの判定をテストします。" * 5),
     ],
@@ -351,6 +373,38 @@ def test_html_keeps_only_visible_text(tmp_path: Path) -> None:
     assert "Second paragraph spread over source lines." in text
     assert "cell one cell two\n\nrow two" in text and "item one\n\nitem two" in text
     assert "Line\n\nbreak" in text and "code line 1" in text and "code line 2" in text
+
+
+ARTICLE = [
+    "Why the river froze",
+    "The river that runs through the old town froze from bank to bank last week, for the first time "
+    "since the winter of 1963. Engineers at the water board said the cold had lasted eleven days.",
+    "Skaters came out on the second morning. The police asked them to stay near the harbour steps, "
+    "where the ice was thickest, and closed the stretch below the railway bridge.",
+    "A warmer wind is expected on Sunday, and the board expects the ice to break up within days.",
+]
+CHROME = ["Accept all cookies", "Home | News | Sport | Weather", "Sign in to your account",
+          "Most read this week", "Subscribe to our newsletter", "Copyright 2026 The Gazette"]
+
+
+def test_html_article_is_indexed_without_the_pages_chrome(tmp_path: Path) -> None:
+    """A news page built the way real ones are: the article amid a cookie banner, a header with
+    navigation, a sidebar of teasers and a footer. Only the article is indexed."""
+    teasers = "".join(f"<li><a href='/t{i}'>Teaser headline number {i} about the town council</a></li>"
+                      for i in range(8))
+    page = f"""<!DOCTYPE html><html><head><title>The Gazette</title></head><body>
+<div id="cookie-banner"><p>We use cookies to improve your experience.</p><button>{CHROME[0]}</button></div>
+<header class="site-header"><a href="/">The Gazette</a><nav><a href="/">Home</a> | <a href="/news">News</a> |
+<a href="/sport">Sport</a> | <a href="/weather">Weather</a></nav><a href="/login">{CHROME[2]}</a></header>
+<div class="layout"><div class="content"><h1>{ARTICLE[0]}</h1><p class="byline">By A. Reporter</p>
+{"".join(f"<p>{p}</p>" for p in ARTICLE[1:])}</div>
+<div class="sidebar"><h3>{CHROME[3]}</h3><ul>{teasers}</ul><p>{CHROME[4]}</p></div></div>
+<footer><p>{CHROME[5]}</p><a href="/privacy">Privacy</a> <a href="/terms">Terms</a></footer></body></html>"""
+    text = extract(write(tmp_path, "news.html", page.encode())).text
+    for paragraph in ARTICLE:
+        assert paragraph in text
+    for chrome in (*CHROME, "Teaser headline", "We use cookies", "Privacy"):
+        assert chrome not in text, chrome
 
 
 def test_html_with_a_huge_script_is_fast_and_drops_it(tmp_path: Path) -> None:

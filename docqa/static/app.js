@@ -167,7 +167,7 @@ function answerItem(answer) {
       el("span", { class: "confidence", text: `${percent(answer.confidence)} confidence` }), bar),
     el("blockquote", { class: "context" }, first.context_start > 0 ? "…" : "", context.frag, "…"),
     el("p", { class: "cites" }, "Source: ",
-      ...onePerPage(answer.citations).flatMap((c, i) => [i ? ", " : "", citeButton(c.path, c.page, c.document_id, c.start, c.end, answer.text)])),
+      ...onePerPage(answer.citations).flatMap((c, i) => [i ? ", " : "", citeButton(c.path, c.page, c.document_id, c.start, c.end, answer.text, c.ocr)])),
   );
 }
 
@@ -188,8 +188,9 @@ function passageItem(hit) {
     el("p", { class: "passage-text", text: hit.text }));
 }
 
-function citeButton(path, page, documentId, start, end, answer) {
-  const label = `${path}, page ${page}`;
+function citeButton(path, page, documentId, start, end, answer, ocr = false) {
+  // A page read by OCR says so: its text may hold recognition errors.
+  const label = `${path}, page ${page}${ocr ? " (OCR)" : ""}`;
   const b = el("button", { type: "button", class: "cite", text: label });
   b.setAttribute("aria-label", `Open ${label}${answer ? " with the answer highlighted" : ""}`);
   b.addEventListener("click", () => openPage(b, { path, page, documentId, start, end, answer }));
@@ -220,9 +221,10 @@ async function openPage(button, cite) {
   const { frag, mark } = withMark(page.text, cite.start - page.start, cite.end - page.start);
   mark.id = "highlight";
   text.replaceChildren(frag);
-  note.textContent = cite.answer
+  note.textContent = (cite.answer
     ? "The answer is highlighted."
-    : "The passage is highlighted.";
+    : "The passage is highlighted.")
+    + (page.ocr ? " This page's text was read by OCR from a scan and may hold recognition errors." : "");
   mark.scrollIntoView({ block: "center" });
 }
 

@@ -1,0 +1,114 @@
+"""OCR quality end to end: held-out SQuAD articles as scanned PDFs vs the same PDFs with text.
+
+    python bench/ocr.py [--articles 40:48] [--limit 400] [--model ../shared/models/minilm-squad-proxy]
+
+Each article is typeset (tests/pdfgen.py: 3 paragraphs a page, 10 pt Helvetica) into a PDF with
+a text layer, and the same pages are rasterised at 300 dpi, skewed 1 degree, speckled and stored
+as image-only pages (a scanned copy). Both folders are indexed with `docqa index` (the scans
+through Tesseract, --ocr auto), then the articles' questions are asked of each index with the
+same reader. Prints the OCR'd words' recall against the text layer, OCR pages/s, and open
+EM/F1 (the top answer of the whole pipeline; an abstention scores 0) on each, with the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the test PDF writer, with its scanner
+
+from pdfgen import write_pdf  # noqa: E402
+
+from docqa import DocQA  # noqa: E402
+from docqa.datasets import load_squad  # noqa: E402
+from docqa.evaluate import best_over_golds, exact_match, f1  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+PARAGRAPHS_PER_PAGE = 3
+WORD = re.compile(r"\w+")
+
+
+def write_articles(articles, folder: Path, *, scanned: bool) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    pages_written = 0
+    for a in articles:
+        paragraphs = a.text.split("\n\n")
+        pages = ["\n\n".join(paragraphs[i:i + PARAGRAPHS_PER_PAGE]) for i in range(0, len(paragraphs), PARAGRAPHS_PER_PAGE)]
+        numbers = set(range(1, len(pages) + 1)) if scanned else set()
+        write_pdf(folder / f"{a.index}.pdf", pages, scanned=numbers, dpi=300, skew=1.0, seed=a.index)
+        pages_written += len(pages)
+    return pages_written
+
+
+def word_recall(expected: str, got: str) -> float:
+    want, have = Counter(WORD.findall(expected)), Counter(WORD.findall(got))
+    return sum((want & have).values()) / max(1, sum(want.values()))
+
+
+def answer_quality(index: Path, model: str, questions) -> tuple[float, float, float]:
+    """Open EM, F1 (abstentions score 0) and seconds per question."""
+    ems, f1s = [], []
+    t0 = time.perf_counter()
+    with DocQA(index, model=model) as qa:
+        for start in range(0, len(questions), 16):
+            batch = questions[start:start + 16]
+            for q, result in zip(batch, qa.ask_batch([q.question for q in batch], top_k=1, passages=10)):
+                text = result.answers[0].text if result.answers else ""
+                ems.append(best_over_golds(exact_match, text, q.answers))
+                f1s.append(best_over_golds(f1, text, q.answers))
+    return 100 * sum(ems) / len(ems), 100 * sum(f1s) / len(f1s), (time.perf_counter() - t0) / len(questions)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", type=Path, default=SHARED / "data" / "squad" / "dev-v1.1.json")
+    parser.add_argument("--articles", default="40:48")
+    parser.add_argument("--limit", type=int, default=None, help="questions asked (a seeded sample); default all")
+    parser.add_argument("--model", default=str(SHARED / "models" / "minilm-squad-proxy"))
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args()
+    lo, hi = (int(x) for x in args.articles.split(":"))
+    articles = load_squad(args.dataset, slice(lo, hi))
+    questions = [q for a in articles for q in a.questions]
+    random.Random(0).shuffle(questions)
+    questions = questions[: args.limit] if args.limit else questions
+    with tempfile.TemporaryDirectory() as tmp:
+        text_dir, scan_dir = Path(tmp, "text"), Path(tmp, "scanned")
+        pages = write_articles(articles, text_dir, scanned=False)
+        write_articles(articles, scan_dir, scanned=True)
+        indexes = {}
+        for name, folder in (("text layer", text_dir), ("scanned (OCR)", scan_dir)):
+            indexes[name] = Path(tmp, f"{name.split()[0]}.db")
+            t0 = time.perf_counter()
+            with DocQA(indexes[name]) as qa:
+                report = qa.index([folder], workers=args.workers)
+            seconds = time.perf_counter() - t0
+            assert report.failed == 0, report
+            ocr_pages = sum(f.ocr_pages for f in report.files)
+            print(f"{name}: {len(articles)} PDFs, {pages} pages indexed in {seconds:.0f} s "
+                  f"({pages / seconds:.2f} pages/s; {ocr_pages} pages read by OCR)")
+        with DocQA(indexes["text layer"]) as text_qa, DocQA(indexes["scanned (OCR)"]) as scan_qa:
+            recalls = [word_recall(text_qa.document_text(f"{a.index}.pdf"), scan_qa.document_text(f"{a.index}.pdf"))
+                       for a in articles]
+        print(f"OCR word recall vs the text layer: {100 * sum(recalls) / len(recalls):.2f}% "
+              f"(worst article {100 * min(recalls):.2f}%)")
+        print(f"\n{len(questions)} questions of SQuAD dev articles {args.articles}, reader {args.model}")
+        print("| index | open EM | open F1 | s/question |")
+        print("|---|---:|---:|---:|")
+        scores = {}
+        for name, index in indexes.items():
+            em, f1_, spq = answer_quality(index, args.model, questions)
+            scores[name] = f1_
+            print(f"| {name} | {em:.1f} | {f1_:.1f} | {spq:.2f} |")
+        print(f"\nscanned / text open F1: {scores['scanned (OCR)'] / scores['text layer']:.1%} (goal >= 95%)")
+
+
+if __name__ == "__main__":
+    main()
