@@ -151,8 +151,8 @@ def _extract_pdf(data: bytes, passwords: Sequence[str], options: OcrOptions, dea
                 ocr_pages.append(page.number)
     failed = [(n, reason) for n, reason in failed if n not in ocr_pages]  # OCR read what pypdf could not
     message = "; ".join(filter(None, [_page_failures(failed), note, _ocr_failures(unread)]))
-    # A page left unread by a time limit is tried again next run, like a file that timed out.
-    key = ocr.key(options) + (":partial" if any(p.late or p.slow for p in unread) else "")
+    # Pages a time limit left unread are read again under other limits (see the indexer).
+    key = ocr.key(options) + (ocr.PARTIAL if any(p.late or p.slow for p in unread) else "")
     if not any(texts):
         message = message if note or unread else "no text found on any page, even by OCR"
         return Extraction("pdf", status="empty", message=message, ocr=key)
@@ -161,15 +161,15 @@ def _extract_pdf(data: bytes, passwords: Sequence[str], options: OcrOptions, dea
 
 def _ocr_failures(unread: list[ocr.PageText]) -> str:
     """One line for the pages OCR could not read: over the page's time limit, past the file's,
-    or not renderable. Pages stopped by a time limit are read again next run."""
+    or not renderable. Pages stopped by a time limit are read again by a run with other limits."""
     late = [p.number for p in unread if p.late]
     parts = [_page_failures([(p.number, p.problem) for p in unread if not p.late], "could not be read by OCR")]
     if any(p.slow for p in unread):
-        parts.append("they are tried again next run; raise --ocr-timeout if the pages are just dense")
+        parts.append("raise --ocr-timeout to read dense pages (the next run with another limit does)")
     if late:
         pages = "1 page" if len(late) == 1 else f"{len(late)} pages"
         parts.append(f"{pages} from page {late[0]} on were not OCR'd: the file's time limit ran out; "
-                     "they are tried again next run; raise --timeout for long scans")
+                     "raise --timeout for long scans (the next run with another limit reads them)")
     return "; ".join(filter(None, parts))
 
 

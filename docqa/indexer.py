@@ -143,12 +143,19 @@ def _extract_and_split(path: str, passwords: tuple[str, ...], words: int, overla
     deadline = time.monotonic() + timeout_s - max(1.0, 0.05 * timeout_s)
     try:
         ex = extract(Path(path), passwords=passwords, ocr=ocr_options, deadline=deadline)
+        key = ex.ocr + _limits_mark(timeout_s, ocr_options) if ex.ocr.endswith(ocr.PARTIAL) else ex.ocr
         if ex.status != "ok":
-            return _Outcome(ex.status, ex.message, ocr=ex.ocr)
+            return _Outcome(ex.status, ex.message, ocr=key)
         passages = tuple(split_pages(ex.pages, words=words, overlap=overlap))
-        return _Outcome("ok", ex.message, ex.pages, passages, ex.ocr_pages, ex.ocr)
+        return _Outcome("ok", ex.message, ex.pages, passages, ex.ocr_pages, key)
     except MemoryError:
         return _Outcome("too-large", _OUT_OF_MEMORY)
+
+
+def _limits_mark(timeout_s: float, options: OcrOptions) -> str:
+    """Recorded with a PDF whose OCR a time limit cut short: read again only under other limits
+    (the same ones would cut it short again)."""
+    return f"@{timeout_s:g}/{options.page_timeout_s:g}"
 
 
 _OUT_OF_MEMORY = ("extraction needed more memory than the per-file cap (a decompression bomb "
@@ -446,10 +453,14 @@ class Indexer:
 
     def _ocr_stale(self, old: DocumentRow) -> bool:
         """The run's --ocr/--ocr-lang would read this document differently: a PDF whose pages
-        needed OCR (or were all OCR'd) under other settings, or any PDF once --ocr is force."""
+        needed OCR (or were all OCR'd) under other settings, or any PDF once --ocr is force;
+        or a PDF whose OCR a time limit cut short, now under other limits."""
         if old.kind != "pdf" or old.status not in ("indexed", "updated", "empty"):
             return False
-        return old.ocr != self._ocr_key if old.ocr else self.ocr.mode == "force"
+        if not old.ocr:
+            return self.ocr.mode == "force"
+        cut_short = self._ocr_key + ocr.PARTIAL + _limits_mark(self.limits.timeout_s, self.ocr)
+        return old.ocr not in (self._ocr_key, cut_short)
 
     def _outcome(self, future: Future[_Outcome]) -> _Outcome:
         from pebble import ProcessExpired

@@ -77,6 +77,10 @@ def check(lang: str) -> None:
                              f"install it (Debian/Ubuntu: sudo apt install {packages}) or pass another --ocr-lang")
 
 
+# Appended to ``key`` when a time limit left pages unread (the indexer adds the limits).
+PARTIAL = ":partial"
+
+
 def key(options: OcrOptions) -> str:
     """What the text of a PDF page that needs OCR depends on, recorded with each document that
     has one: a document whose key differs from the run's is extracted again."""

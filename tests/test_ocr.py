@@ -98,7 +98,7 @@ def test_a_page_over_its_time_limit_is_reported_and_the_rest_kept(tmp_path: Path
     assert result.status == "ok" and result.pages == ("Typed page one.", "", "Typed page three.")
     assert result.message.startswith("page 2 could not be read by OCR: OCR took over 0.2 s")
     assert "--ocr-timeout" in result.message and "\n" not in result.message
-    assert result.ocr.endswith(":partial")  # read again next run
+    assert result.ocr.endswith(":partial")  # read again under other limits
 
 
 def test_ocr_stops_before_the_files_time_limit_and_keeps_what_it_has(tmp_path: Path) -> None:
@@ -107,6 +107,20 @@ def test_ocr_stops_before_the_files_time_limit_and_keeps_what_it_has(tmp_path: P
     assert result.status == "ok" and result.pages == ("Typed page one.", "", "")
     assert "2 pages from page 2 on were not OCR'd: the file's time limit ran out" in result.message
     assert "--timeout" in result.message and result.ocr.endswith(":partial")
+
+
+def test_a_pdf_cut_short_by_a_time_limit_is_read_again_only_under_other_limits(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_pdf(docs / "dense.pdf", ["Typed page one.", PROSE], scanned={2})
+    with DocQA(tmp_path / "i.db") as qa:
+        (first,) = qa.index([docs], ocr=OcrOptions(page_timeout_s=0.2)).files
+        assert (first.status, first.pages, first.ocr_pages) == ("indexed", 2, 0)
+        assert first.message.startswith("page 2 could not be read by OCR")
+        (same,) = qa.index([docs], ocr=OcrOptions(page_timeout_s=0.2)).files
+        assert same.status == "unchanged"  # the same limit would stop it again
+        (raised,) = qa.index([docs]).files
+        assert (raised.status, raised.ocr_pages, raised.message) == ("updated", 1, "")
 
 
 def test_a_blank_page_is_not_sent_to_tesseract(tmp_path: Path) -> None:
