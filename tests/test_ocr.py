@@ -215,6 +215,16 @@ def test_an_answer_from_a_scanned_page_cites_that_page_and_says_ocr(trained_mode
     assert "atlas.pdf, page 2 (OCR: may hold recognition errors)" in run.output
     run = CliRunner().invoke(cli, ["info", "-i", str(index)])
     assert "pages:     3 (1 read by OCR)" in run.output and "1 page = PDF page" in run.output
+    pytest.importorskip("fastapi", reason="the server extra is not installed: pip install 'docqa[server]'")
+    from fastapi.testclient import TestClient
+
+    from docqa.server import create_app
+
+    with DocQA(index, model=str(trained_model_dir)) as qa, \
+            TestClient(create_app(qa), base_url="http://127.0.0.1") as client:
+        (doc,) = client.get("/documents").json()["documents"]
+        shown = [client.get(f"/documents/{doc['id']}/pages/{n}").json()["ocr"] for n in (1, 2, 3)]
+    assert shown == [False, True, False]  # the page viewer says when the text came from OCR
 
 
 def test_an_index_from_before_ocr_is_upgraded_in_place(tmp_path: Path) -> None:
