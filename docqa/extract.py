@@ -428,19 +428,18 @@ def _main_text(markup: str) -> str:
     and, on a small page with no chrome, falls back to keeping hidden text."""
     import trafilatura  # only workers that meet an HTML file load it
 
-    text = _html_text(markup)
     main = trafilatura.extract(markup, favor_recall=True, include_tables=True, include_comments=False)
-    if not main:  # nothing it recognises as content: the page's semantic structure decides
-        return _html_text(markup, main=True)
-    left = Counter(_words(main))
+    left = Counter(_words(main or ""))
     kept = []
-    for paragraph in _PARAGRAPHS.split(text):
+    for paragraph in _PARAGRAPHS.split(_html_text(markup)):
         words = _words(paragraph)
         found = Counter(words) & left
         if words and sum(found.values()) >= MAIN_SHARE * len(words):
             left -= found
             kept.append(paragraph)
-    return "\n\n".join(kept)
+    # Nothing it recognises as content among the visible paragraphs (it may have read hidden
+    # text): the page's semantic structure decides.
+    return "\n\n".join(kept) if kept else _html_text(markup, main=True)
 
 
 def _words(text: str) -> list[str]:
