@@ -33,12 +33,14 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from docqa.api import DocQA, DocumentNotFound
 from docqa.errors import BadIndex, BadQuestion, DocQAError, ModelError
 from docqa.handoff import published
+from docqa.store import DocumentRow
 from docqa.types import AskResult, IndexInfo, SearchResult
 
 log = logging.getLogger(__name__)
@@ -50,12 +52,17 @@ MAX_BATCH = 16
 BATCH_WAIT_S = 0.005
 MAX_PENDING = 256  # questions queued beyond this get 503 "busy" instead of waiting for minutes
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
-# The page needs nothing from elsewhere; /docs (Swagger UI) loads its assets from a CDN.
+# The page needs nothing from elsewhere (pdf.js is vendored; its worker is a same-origin module).
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    "connect-src 'self'; worker-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+# Swagger UI's page starts itself with an inline script (its assets are local: fastapi-offline).
 SWAGGER_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
+# The original file: PDFs as PDFs; everything else as plain text, so an indexed HTML file can
+# never run script on this origin.
+FILE_TYPES = {"pdf": "application/pdf"}
+TEXT_TYPE = "text/plain; charset=utf-8"
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -64,6 +71,10 @@ ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 class Busy(DocQAError):
     """The question queue is full."""
+
+
+class FileChanged(DocQAError):
+    """The file on disk is no longer the one the index holds."""
 
 
 # -- the batching worker ---------------------------------------------------------------------
@@ -242,6 +253,8 @@ class DocumentsOut(BaseModel):
 class PageOut(BaseModel):
     document_id: int
     path: str
+    kind: str = Field(description='"pdf", "txt", "md" or "html"; a PDF page can be drawn from '
+                                  "GET /documents/{document_id}/file.")
     page: int
     pages: int
     start: int = Field(description="Offset of the page's first character in the document text: "
@@ -283,6 +296,8 @@ def _status_of(err: DocQAError) -> int:
         return 400
     if isinstance(err, DocumentNotFound):
         return 404
+    if isinstance(err, FileChanged):
+        return 409
     if isinstance(err, (ModelError, Busy, BadIndex)):
         return 503
     return 500
@@ -423,7 +438,7 @@ def create_app(
             await asyncio.to_thread(batcher.close)
             reads.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="docqa",
         summary="Ask questions of the indexed documents; answers cite file, page and characters.",
         version=_version(),
@@ -448,11 +463,51 @@ def _version() -> str:
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut, "description": HTTPStatus(code).phrase} for code in (400, 404, 413, 422, 503)
+    code: {"model": ErrorOut, "description": HTTPStatus(code).phrase} for code in (400, 404, 409, 413, 422, 503)
 }
 
 
+class Originals:
+    """Checks that an indexed document's file on disk is still the one indexed.
+
+    Same size and mtime: the same file (the indexer's own rule). Same size but another mtime:
+    its sha256 decides, remembered per (path, size, mtime) so the range requests of one PDF
+    view hash it once."""
+
+    def __init__(self) -> None:
+        self._hashes: dict[tuple[str, int, float], str] = {}
+        self._lock = threading.Lock()
+
+    def check(self, doc: DocumentRow) -> Path:
+        """The file's path, or ``FileChanged`` saying what changed and what to do."""
+        from docqa.indexer import sha256_of
+
+        path = Path(doc.abs_path)
+        redo = f"re-run `docqa index` on {doc.root} to index what is there now"
+        try:
+            st = path.stat()
+        except OSError:
+            raise FileChanged(f"{doc.path} is no longer on disk; {redo}") from None
+        if st.st_size == doc.size and st.st_mtime == doc.mtime:
+            return path
+        if st.st_size == doc.size:
+            key = (doc.abs_path, st.st_size, st.st_mtime)
+            with self._lock:
+                sha = self._hashes.get(key)
+            if sha is None:
+                sha = sha256_of(str(path))
+                with self._lock:
+                    if len(self._hashes) > 1024:
+                        self._hashes.clear()
+                    self._hashes[key] = sha
+            if sha == doc.sha256:
+                return path
+        raise FileChanged(f"{doc.path} has changed on disk since it was indexed; {redo}")
+
+
 def _add_routes(app: FastAPI, batcher: Batcher, reads: DocQA, lock: threading.Lock) -> None:
+    originals = Originals()
+
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -499,8 +554,23 @@ def _add_routes(app: FastAPI, batcher: Batcher, reads: DocQA, lock: threading.Lo
         if page is None:
             raise DocumentNotFound(f"{doc.path} has no page {number}; it has {doc.page_count}")
         start, text = page
-        return PageOut(document_id=doc.id, path=doc.path, page=number, pages=doc.page_count,
-                       start=start, text=text, ocr=ocr)
+        return PageOut(document_id=doc.id, path=doc.path, kind=doc.kind, page=number,
+                       pages=doc.page_count, start=start, text=text, ocr=ocr)
+
+    @app.get("/documents/{document_id}/file", response_class=FileResponse,
+             responses={**ERRORS, 200: {"description": "The file's bytes (Range requests work)."}})
+    def document_file(document_id: int) -> FileResponse:
+        """The original file of an indexed document, inline (PDFs as `application/pdf`, other
+        kinds as plain text). 409 when the file on disk is no longer the one indexed."""
+        with lock:
+            doc = reads.store.document_by_id(document_id)
+        if doc is None:
+            raise DocumentNotFound(f"no document {document_id} in the index; see GET /documents")
+        if doc.status not in ("indexed", "updated"):
+            raise DocumentNotFound(f"{doc.path} is not indexed ({doc.status}: {doc.message})")
+        path = originals.check(doc)
+        return FileResponse(path, media_type=FILE_TYPES.get(doc.kind, TEXT_TYPE),
+                            filename=Path(doc.path).name, content_disposition_type="inline")
 
     @app.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
     def health() -> JSONResponse:

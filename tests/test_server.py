@@ -216,13 +216,68 @@ def test_page_is_self_contained_and_escapes_text(client: TestClient) -> None:
     assert '<label for="question">' in page.text
     for asset in ("app.js", "style.css"):
         assert client.get(f"/static/{asset}").status_code == 200
-    for file in STATIC.iterdir():
+    for file in (f for f in STATIC.iterdir() if f.is_file()):  # ours; pdfjs/ is vendored
         text = file.read_text(encoding="utf-8")
         assert "http://" not in text and "https://" not in text, f"{file.name} loads something from the network"
     assert "innerHTML" not in (STATIC / "app.js").read_text(encoding="utf-8")
     schema = client.get("/openapi.json").json()
     assert {"/ask", "/search", "/documents", "/documents/{document_id}/pages/{number}", "/health"} <= set(schema["paths"])
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text.lower()  # works offline
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/static-offline-docs/{asset}" in docs.text
+        assert client.get(f"/static-offline-docs/{asset}").status_code == 200
+    worker = client.get("/static/pdfjs/pdf.worker.min.mjs")
+    assert worker.status_code == 200 and "javascript" in worker.headers["content-type"]
+
+
+# -- the original file -------------------------------------------------------------------------
+
+
+def test_the_original_file_is_streamed_by_id_with_ranges(client: TestClient, corpus) -> None:
+    docs = {d["path"]: d for d in client.get("/documents").json()["documents"]}
+    pdf = (corpus[0] / "atlas.pdf").read_bytes()
+    whole = client.get(f"/documents/{docs['atlas.pdf']['id']}/file")
+    assert whole.status_code == 200 and whole.content == pdf
+    assert whole.headers["content-type"] == "application/pdf"
+    assert whole.headers["content-disposition"].startswith("inline")
+    assert whole.headers["x-content-type-options"] == "nosniff"
+    assert "worker-src 'self'" in whole.headers["content-security-policy"]
+    part = client.get(f"/documents/{docs['atlas.pdf']['id']}/file", headers={"range": "bytes=5-14"})
+    assert part.status_code == 206 and part.content == pdf[5:15]
+    assert part.headers["content-range"] == f"bytes 5-14/{len(pdf)}"
+    text = client.get(f"/documents/{docs['alpha.txt']['id']}/file")
+    assert text.headers["content-type"].startswith("text/plain") and text.content == (corpus[0] / "alpha.txt").read_bytes()
+    page = client.get(f"/documents/{docs['atlas.pdf']['id']}/pages/1").json()
+    assert page["kind"] == "pdf"
+
+
+def test_a_file_changed_since_indexing_is_refused(tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    note = folder / "note.txt"
+    note.write_text("The mascot of Brindleford is Ottervane.", encoding="utf-8")
+    (folder / "page.html").write_text("<p>Hello <script>alert(1)</script></p>", encoding="utf-8")
+    with DocQA(tmp_path / "f.db") as qa:
+        qa.index([folder])
+    with DocQA(tmp_path / "f.db") as qa, TestClient(create_app(qa), base_url="http://127.0.0.1") as c:
+        ids = {d["path"]: d["id"] for d in c.get("/documents").json()["documents"]}
+        url = f"/documents/{ids['note.txt']}/file"
+        html = c.get(f"/documents/{ids['page.html']}/file")
+        assert html.status_code == 200 and html.headers["content-type"].startswith("text/plain")
+        st = note.stat()
+        os.utime(note, (st.st_atime, st.st_mtime + 5))  # touched: same bytes, still served
+        assert c.get(url).status_code == 200
+        note.write_text("The mascot of Brindleford is Ottervale.", encoding="utf-8")  # same size
+        changed = c.get(url)
+        assert changed.status_code == 409 and "has changed on disk" in changed.json()["message"]
+        assert "\n" not in changed.json()["message"] and "docqa index" in changed.json()["message"]
+        note.unlink()
+        gone = c.get(url)
+        assert gone.status_code == 409 and "no longer on disk" in gone.json()["message"]
+        assert c.get("/documents/999/file").status_code == 404
 
 
 # -- loading, failure, read-only ---------------------------------------------------------------
