@@ -37,14 +37,16 @@ LEADING = 1.4  # line height as a multiple of the font size
 
 
 def write_pdf(path: str | Path, pages: Sequence[str], *, password: str | None = None,
-              scanned: Collection[int] = (), dpi: int = 300, skew: float = 1.0, seed: int = 0) -> Path:
+              scanned: Collection[int] = (), dpi: int = 300, skew: float = 1.0, seed: int = 0,
+              columns: int = 1) -> Path:
     """Write ``pages`` (one string per page; "" gives a blank page) as a PDF at ``path``.
 
     Pages numbered (1-based) in ``scanned`` become image-only scans (see the module doc). With
-    ``password`` the file is AES-256 encrypted with that user password (pypdf).
+    ``password`` the file is AES-256 encrypted with that user password (pypdf). With
+    ``columns=2`` the text runs down a left column, then a right one (as in a paper).
     Returns ``path`` as a ``Path``."""
     path = Path(path)
-    data = _pdf_bytes(pages)
+    data = _pdf_bytes(pages, columns)
     if scanned:
         data = _scan(data, scanned, dpi, skew, seed)
     if password is not None:
@@ -80,9 +82,9 @@ def _scan(data: bytes, scanned: Collection[int], dpi: int, skew: float, seed: in
     return out.getvalue()
 
 
-def _pdf_bytes(pages: Sequence[str]) -> bytes:
+def _pdf_bytes(pages: Sequence[str], columns: int = 1) -> bytes:
     cids: dict[str, int] = {}  # character outside Windows-1252 -> its code in the Type0 font
-    streams = [_content(page, cids) for page in pages]
+    streams = [_content(page, cids, columns) for page in pages]
     objects: list[bytes] = []
 
     def add(body: bytes) -> int:
@@ -144,30 +146,38 @@ def _to_unicode(cids: dict[str, int]) -> bytes:
     ).encode("ascii")
 
 
-def _content(page: str, cids: dict[str, int]) -> bytes:
+COLUMN_GAP = 24
+
+
+def _content(page: str, cids: dict[str, int], columns: int = 1) -> bytes:
     # U+FEFF has no glyph, and pypdf takes it for a right-to-left character (it would move the
     # spaces next to it), so it is left out.
-    size, lines = _fit(page.replace("\ufeff", ""))
-    ops = [f"BT {size * LEADING:.2f} TL {MARGIN} {PAGE_HEIGHT - MARGIN} Td"]
-    for line in lines:
-        for font, run in _runs(line):
-            if font == "F1":
-                hexed = run.encode("cp1252").hex()
-            else:
-                hexed = "".join(f"{cids.setdefault(c, len(cids) + 1):04x}" for c in run)
-            ops.append(f"/{font} {size:.2f} Tf <{hexed}> Tj")
-        ops.append("T*")
-    ops.append("ET")
+    width = (PAGE_WIDTH - 2 * MARGIN - (columns - 1) * COLUMN_GAP) / columns
+    size, lines = _fit(page.replace("\ufeff", ""), width, columns)
+    per_column = -(-len(lines) // columns) if lines else 0
+    ops = []
+    for column in range(columns):
+        x = MARGIN + column * (width + COLUMN_GAP)
+        ops.append(f"BT {size * LEADING:.2f} TL {x:.2f} {PAGE_HEIGHT - MARGIN} Td")
+        for line in lines[column * per_column:(column + 1) * per_column]:
+            for font, run in _runs(line):
+                if font == "F1":
+                    hexed = run.encode("cp1252").hex()
+                else:
+                    hexed = "".join(f"{cids.setdefault(c, len(cids) + 1):04x}" for c in run)
+                ops.append(f"/{font} {size:.2f} Tf <{hexed}> Tj")
+            ops.append("T*")
+        ops.append("ET")
     return "\n".join(ops).encode("ascii")
 
 
-def _fit(page: str) -> tuple[float, list[str]]:
+def _fit(page: str, width: float, columns: int = 1) -> tuple[float, list[str]]:
     """The largest font size (at most ``FONT_SIZE``) whose wrapped lines fit on the page."""
     size = FONT_SIZE
     while True:
         # Helvetica averages about half an em per character.
-        lines = _wrap(page, int((PAGE_WIDTH - 2 * MARGIN) / (0.5 * size)))
-        if len(lines) * size * LEADING <= PAGE_HEIGHT - 2 * MARGIN or size < 1:
+        lines = _wrap(page, int(width / (0.5 * size)))
+        if len(lines) * size * LEADING <= columns * (PAGE_HEIGHT - 2 * MARGIN) or size < 1:
             return size, lines
         size *= 0.8
 

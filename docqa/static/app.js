@@ -1,6 +1,7 @@
 // docqa's page. No framework, no build step, nothing from the network but this server.
 // Document text is hostile input: it is only ever set with textContent / text nodes.
-"use strict";
+// An ES module (strict by itself); pdf.js (vendored in /static/pdfjs/) loads on the first PDF page.
+import { Alignment, markParts } from "/static/highlight.mjs";
 
 const $ = (id) => document.getElementById(id);
 const form = $("ask-form");
@@ -167,7 +168,7 @@ function answerItem(answer) {
       el("span", { class: "confidence", text: `${percent(answer.confidence)} confidence` }), bar),
     el("blockquote", { class: "context" }, first.context_start > 0 ? "…" : "", context.frag, "…"),
     el("p", { class: "cites" }, "Source: ",
-      ...onePerPage(answer.citations).flatMap((c, i) => [i ? ", " : "", citeButton(c.path, c.page, c.document_id, c.start, c.end, answer.text, c.ocr)])),
+      ...onePerPage(answer.citations).flatMap((c, i) => [i ? ", " : "", citeButton(c, answer.text)])),
   );
 }
 
@@ -184,49 +185,205 @@ function onePerPage(citations) {
 
 function passageItem(hit) {
   return el("li", { class: "passage" },
-    citeButton(hit.path, hit.page, hit.document_id, hit.start, hit.end, null),
+    citeButton(hit, null),
     el("p", { class: "passage-text", text: hit.text }));
 }
 
-function citeButton(path, page, documentId, start, end, answer, ocr = false) {
-  // A page read by OCR says so: its text may hold recognition errors.
-  const label = `${path}, page ${page}${ocr ? " (OCR)" : ""}`;
+// A citation or a passage: both carry path, page, document_id, start and end (and `ocr` when
+// the page's text was read by OCR).
+function citeButton(source, answer) {
+  const { path, page, start, end } = source;
+  const label = `${path}, page ${page}${source.ocr ? " (OCR)" : ""}`;
   const b = el("button", { type: "button", class: "cite", text: label });
   b.setAttribute("aria-label", `Open ${label}${answer ? " with the answer highlighted" : ""}`);
-  b.addEventListener("click", () => openPage(b, { path, page, documentId, start, end, answer }));
+  b.addEventListener("click", () => openPage(b, { path, page, documentId: source.document_id, start, end, answer }));
   return b;
 }
 
 // -- the page viewer ----------------------------------------------------------------------
+// A PDF page is drawn by pdf.js on a canvas, with its text layer on top; the cited characters
+// are <mark>s in that layer. Other kinds, and PDFs pdf.js cannot draw, show the stored text.
+// Keys: ← → pages, + − zoom, 0 fit width, T text/page view.
+
+const pdfBox = $("viewer-pdf");
+const layer = pdfBox.querySelector(".textLayer");
+const pageText = $("viewer-text");
+const note = $("viewer-note");
+const modeButton = $("viewer-mode");
+const ZOOMS = [0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 3];
+const view = { cite: null, page: null, number: 0, zoom: 3, textMode: false, token: 0, pdf: null };
+let pdfjs = null;
+
+async function loadPdfjs() {
+  if (!pdfjs) {
+    pdfjs = await import("/static/pdfjs/pdf.min.mjs");
+    pdfjs.GlobalWorkerOptions.workerSrc = "/static/pdfjs/pdf.worker.min.mjs";
+  }
+  return pdfjs;
+}
+
+// One pdf.js document at a time: the one of the open citation.
+async function pdfDocument(documentId) {
+  if (view.pdf && view.pdf.documentId === documentId) return view.pdf.loading;
+  if (view.pdf) view.pdf.task.destroy();
+  const lib = await loadPdfjs();
+  const task = lib.getDocument({ url: `/documents/${encodeURIComponent(documentId)}/file`,
+                                 isEvalSupported: false, enableXfa: false });
+  view.pdf = { documentId, task, loading: task.promise };
+  view.pdf.loading.catch(() => { view.pdf = null; });
+  return view.pdf.loading;
+}
 
 async function openPage(button, cite) {
   opener = button;
-  const title = $("viewer-title");
-  const text = $("viewer-text");
-  const note = $("viewer-note");
-  title.textContent = `${cite.path}, page ${cite.page}`;
-  note.textContent = "Loading the page…";
-  text.replaceChildren();
+  view.cite = cite;
+  view.textMode = false;
   if (!viewer.open) viewer.showModal();
-  title.focus();
+  $("viewer-title").focus();
+  await showPage(cite.page);
+}
+
+async function showPage(number) {
+  const token = ++view.token; // a newer request (another page, zoom) makes this one stale
+  const { cite } = view;
+  note.textContent = "Loading the page…";
   let page;
   try {
-    page = await getJSON(`/documents/${encodeURIComponent(cite.documentId)}/pages/${encodeURIComponent(cite.page)}`);
+    page = await getJSON(`/documents/${encodeURIComponent(cite.documentId)}/pages/${encodeURIComponent(number)}`);
   } catch (error) {
-    note.textContent = `Cannot show this page: ${error.message}`;
+    if (token === view.token) note.textContent = `Cannot show this page: ${error.message}`;
     return;
   }
-  title.textContent = `${page.path}, page ${page.page} of ${page.pages}`;
+  if (token !== view.token) return;
+  view.page = page;
+  view.number = number;
+  $("viewer-title").textContent = `${page.path}, page ${page.page} of ${page.pages}`;
+  $("viewer-prev").disabled = number <= 1;
+  $("viewer-next").disabled = number >= page.pages;
   // Citation offsets count from the document's start; the page text from the page's start.
-  const { frag, mark } = withMark(page.text, cite.start - page.start, cite.end - page.start);
-  mark.id = "highlight";
-  text.replaceChildren(frag);
-  note.textContent = (cite.answer
-    ? "The answer is highlighted."
-    : "The passage is highlighted.")
-    + (page.ocr ? " This page's text was read by OCR from a scan and may hold recognition errors." : "");
-  mark.scrollIntoView({ block: "center" });
+  const range = number === cite.page ? [cite.start - page.start, cite.end - page.start] : null;
+  const textMark = showText(page.text, range);
+  const isPdf = page.kind === "pdf";
+  modeButton.hidden = !isPdf;
+  for (const id of ["viewer-zoom-in", "viewer-zoom-out"]) $(id).hidden = !isPdf;
+  let problem = "";
+  let marks = [];
+  if (isPdf && !view.textMode) {
+    try {
+      marks = await drawPdfPage(page, range, token);
+    } catch (error) {
+      if (token !== view.token) return;
+      problem = `The PDF page cannot be drawn (${await fileProblem(error)}); showing its text.`;
+    }
+    if (token !== view.token) return;
+    if (range && !problem && !marks.length) {
+      problem = "The highlight could not be placed on the drawn page; showing the page's text.";
+    }
+  }
+  const pageMode = isPdf && !view.textMode && !problem;
+  pdfBox.hidden = !pageMode;
+  pageText.hidden = pageMode;
+  modeButton.textContent = pageMode ? "Text view" : "Page view";
+  modeButton.setAttribute("aria-pressed", String(!pageMode));
+  const what = cite.answer ? "answer" : "passage";
+  const keys = isPdf ? " Keys: ← → pages, + − zoom, T text view." : "";
+  const ocr = page.ocr ? " This page's text was read by OCR from a scan and may hold recognition errors." : "";
+  note.textContent = (problem ? problem + " " : "") + (range ? `The ${what} is highlighted.` : "") + ocr + keys;
+  const target = pageMode ? marks[0] : textMark;
+  if (target) target.scrollIntoView({ block: "center" });
 }
+
+function showText(text, range) {
+  if (!range) {
+    pageText.replaceChildren(text);
+    return null;
+  }
+  const { frag, mark } = withMark(text, range[0], range[1]);
+  mark.id = "highlight";
+  pageText.replaceChildren(frag);
+  return mark;
+}
+
+async function drawPdfPage(page, range, token) {
+  const doc = await pdfDocument(page.document_id);
+  const pdfPage = await doc.getPage(page.page);
+  if (token !== view.token) return [];
+  const fit = (viewer.clientWidth - 32) / pdfPage.getViewport({ scale: 1 }).width;
+  const scale = Math.max(0.1, fit * ZOOMS[view.zoom]);
+  const viewport = pdfPage.getViewport({ scale });
+  const ratio = window.devicePixelRatio || 1;
+  // Draw on a fresh canvas and swap it in, so a stale render never paints over a newer one.
+  const fresh = document.createElement("canvas");
+  fresh.width = Math.floor(viewport.width * ratio);
+  fresh.height = Math.floor(viewport.height * ratio);
+  await pdfPage.render({ canvasContext: fresh.getContext("2d"), viewport,
+                         transform: ratio === 1 ? null : [ratio, 0, 0, ratio, 0, 0] }).promise;
+  const textContent = await pdfPage.getTextContent();
+  if (token !== view.token) return [];
+  const target = $("viewer-canvas");
+  target.width = fresh.width;
+  target.height = fresh.height;
+  target.style.width = `${viewport.width}px`;
+  target.style.height = `${viewport.height}px`;
+  target.getContext("2d").drawImage(fresh, 0, 0);
+  target.setAttribute("aria-label", `Page ${page.page} of ${page.path}`);
+  pdfBox.style.width = `${viewport.width}px`;
+  pdfBox.style.height = `${viewport.height}px`;
+  pdfBox.style.setProperty("--total-scale-factor", String(scale));
+  layer.replaceChildren();
+  const textLayer = new pdfjs.TextLayer({ textContentSource: textContent, container: layer, viewport });
+  await textLayer.render();
+  if (!range) return [];
+  const parts = new Alignment(page.text, textLayer.textContentItemsStr).locate(range[0], range[1]);
+  return parts ? markParts(textLayer.textDivs, parts) : [];
+}
+
+// pdf.js says only "Unexpected server response (409)"; the server's JSON says why.
+async function fileProblem(error) {
+  if (!error || !error.status) return error && error.message ? error.message : "unknown error";
+  try {
+    await getJSON(`/documents/${encodeURIComponent(view.cite.documentId)}/file`, { headers: { Range: "bytes=0-0" } });
+  } catch (own) {
+    return own.message;
+  }
+  return error.message;
+}
+
+function turn(delta) {
+  const next = view.number + delta;
+  if (view.page && next >= 1 && next <= view.page.pages) showPage(next);
+}
+
+function zoom(step) {
+  const z = step === 0 ? ZOOMS.indexOf(1) : Math.max(0, Math.min(ZOOMS.length - 1, view.zoom + step));
+  if (z === view.zoom || !view.page || view.page.kind !== "pdf" || view.textMode) return;
+  view.zoom = z;
+  showPage(view.number);
+}
+
+function toggleText() {
+  if (!view.page || view.page.kind !== "pdf") return;
+  view.textMode = !view.textMode;
+  showPage(view.number);
+}
+
+$("viewer-prev").addEventListener("click", () => turn(-1));
+$("viewer-next").addEventListener("click", () => turn(1));
+$("viewer-zoom-in").addEventListener("click", () => zoom(1));
+$("viewer-zoom-out").addEventListener("click", () => zoom(-1));
+modeButton.addEventListener("click", toggleText);
+viewer.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const action = {
+    ArrowRight: () => turn(1), ArrowLeft: () => turn(-1), n: () => turn(1), p: () => turn(-1),
+    "+": () => zoom(1), "=": () => zoom(1), "-": () => zoom(-1), 0: () => zoom(0),
+    t: toggleText, T: toggleText,
+  }[event.key];
+  if (action) {
+    event.preventDefault();
+    action();
+  }
+});
 
 function closeViewer() {
   if (viewer.open) viewer.close();
