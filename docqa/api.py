@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 from docqa.errors import DocQAError
 from docqa.rank import DEFAULT_MU, DEFAULT_THRESHOLD, rank_answers
 from docqa.retrieve import Retriever, make_retriever
-from docqa.store import Store, page_of, resolve_index_path, writer_lock
+from docqa.store import DocumentRow, Store, page_of, resolve_index_path, writer_lock
 from docqa.types import (
-    Answer, AskResult, Context, FileResult, Hit, IndexInfo, IndexReport, Limits, OcrOptions, Reading,
-    SearchResult, Span, Timings,
+    Answer, AskResult, Context, FileResult, Hit, IndexInfo, IndexReport, Limits, OcrOptions, PageText,
+    Reading, SearchResult, Span, Timings,
 )
 
 if TYPE_CHECKING:
@@ -34,6 +34,12 @@ DEFAULT_WIDEN = 0
 
 class DocumentNotFound(DocQAError):
     pass
+
+
+def document_json(d: DocumentRow) -> dict[str, object]:
+    """One document as `docqa serve` and `docqa mcp` list it."""
+    return {"id": d.id, "path": d.path, "kind": d.kind, "status": d.status, "message": d.message,
+            "pages": d.page_count, "size": d.size, "indexed_at": d.indexed_at}
 
 
 class DocQA:
@@ -169,6 +175,20 @@ class DocQA:
         if doc is None:
             raise DocumentNotFound(f"{path} is not in {self.index_path}; see `docqa info`")
         return self._text(doc.id)
+
+    def read_page(self, document: int | str, number: int) -> PageText:
+        """Page ``number`` of a document given by id or by (indexed or absolute) path, from the
+        index: the file itself is never read."""
+        store = self.store
+        doc = store.document_by_id(document) if isinstance(document, int) else store.find_by_path(document)
+        if doc is None:
+            raise DocumentNotFound(f"no document {document} in {self.index_path}")
+        found = store.page(doc.id, number)
+        if found is None:
+            raise DocumentNotFound(f"{doc.path} has no page {number}; it has {doc.page_count}")
+        return PageText(document_id=doc.id, path=doc.path, kind=doc.kind, page=number,
+                        pages=doc.page_count, start=found[0], text=found[1],
+                        ocr=number in store.ocr_pages(doc.id))
 
     def _document_text(self, document_id: int) -> str:
         return self.store.document_text(document_id)

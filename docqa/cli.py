@@ -483,3 +483,25 @@ def serve(index: str | None, host: str, port: int, model: str | None, tokenizer:
     with DocQA(index, model=model, tokenizer=tokenizer, device=device, precision=precision, threads=threads) as qa:
         qa.store  # fail now, with one line, if the index is missing or unusable
         run_server(qa, host=host, port=port)
+
+
+# -- mcp ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@index_option
+@reader_options
+def mcp(index: str | None, model: str | None, tokenizer: str | None, device: str, precision: str,
+        threads: int | None) -> None:
+    """Serve the index to AI assistants as MCP tools over stdio (search, ask, read_page,
+    list_documents). Read-only; the model loads on the first ask. Register the command
+    `docqa mcp -i INDEX` with your MCP client (see the README)."""
+    try:
+        from docqa.mcp_server import serve_stdio
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] != "mcp":
+            raise
+        raise click.ClickException("docqa mcp needs the MCP SDK: pip install 'docqa[mcp]'") from err
+    with DocQA(index, model=model, tokenizer=tokenizer, device=device, precision=precision, threads=threads) as qa:
+        qa.store  # fail now, with one line, if the index is missing or unusable
+        serve_stdio(qa)

@@ -37,7 +37,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from docqa.api import DocQA, DocumentNotFound
+from docqa.api import DocQA, DocumentNotFound, document_json
 from docqa.errors import BadIndex, BadQuestion, DocQAError, ModelError
 from docqa.handoff import published
 from docqa.store import DocumentRow
@@ -536,26 +536,14 @@ def _add_routes(app: FastAPI, batcher: Batcher, reads: DocQA, lock: threading.Lo
         """Every indexed file, problem files included (see `status` and `message`)."""
         with lock:
             rows = list(reads.store.documents())
-        return DocumentsOut(documents=[
-            DocumentOut(id=d.id, path=d.path, kind=d.kind, status=d.status, message=d.message,
-                        pages=d.page_count, size=d.size, indexed_at=d.indexed_at)
-            for d in rows
-        ])
+        return DocumentsOut(documents=[DocumentOut(**document_json(d)) for d in rows])  # type: ignore[arg-type]
 
     @app.get("/documents/{document_id}/pages/{number}", response_model=PageOut, responses=ERRORS)
-    def document_page(document_id: int, number: int) -> PageOut:
+    def document_page(document_id: int, number: int) -> JSONResponse:
         """One page's text as stored in the index, with its offset in the document text."""
         with lock:
-            doc = reads.store.document_by_id(document_id)
-            if doc is None:
-                raise DocumentNotFound(f"no document {document_id} in the index; see GET /documents")
-            page = reads.store.page(document_id, number)
-            ocr = number in reads.store.ocr_pages(document_id)
-        if page is None:
-            raise DocumentNotFound(f"{doc.path} has no page {number}; it has {doc.page_count}")
-        start, text = page
-        return PageOut(document_id=doc.id, path=doc.path, kind=doc.kind, page=number,
-                       pages=doc.page_count, start=start, text=text, ocr=ocr)
+            page = reads.read_page(document_id, number)
+        return JSONResponse(dataclasses.asdict(page))
 
     @app.get("/documents/{document_id}/file", response_class=FileResponse,
              responses={**ERRORS, 200: {"description": "The file's bytes (Range requests work)."}})

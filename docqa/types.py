@@ -157,6 +157,21 @@ class IndexInfo:
 
 
 @dataclass(frozen=True)
+class PageText:
+    """One indexed page: ``text`` starts at offset ``start`` of the document's text, so a
+    citation's ``start - page.start`` indexes into it."""
+
+    document_id: int
+    path: str
+    kind: str
+    page: int
+    pages: int
+    start: int
+    text: str
+    ocr: bool = False  # the text was read by OCR from a scanned page: it may hold recognition errors
+
+
+@dataclass(frozen=True)
 class Hit:
     """One retrieved passage. ``start``/``end`` are offsets in the document's text."""
 
