@@ -137,25 +137,41 @@ def _summary(report: IndexReport) -> None:
         click.echo("interrupted: every document listed above is complete; re-run to finish")
 
 
+def indexing_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """PATHS, the index and what one file may cost: shared by `index` and `watch`."""
+    for option in reversed([
+        click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)),
+        index_option,
+        click.option("--password", "passwords", multiple=True, help="Password to try on encrypted PDFs (repeatable)."),
+        click.option("--passwords-file", type=click.File("r"), default=None,
+                     help="File with one password per line to try on encrypted PDFs."),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Extraction processes (default: all cores)."),
+        click.option("--max-size", type=click.FloatRange(min=0), default=DEFAULT_MAX_MB, show_default=True,
+                     help="Skip files bigger than this many MB (status too-large)."),
+        click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT_S, show_default=True,
+                     help="Seconds one file's extraction may take (status timeout)."),
+        click.option("--ocr", "ocr_mode", type=click.Choice(OCR_MODES), default="auto", show_default=True,
+                     help="Read PDF pages with Tesseract: auto = pages without a usable text layer, "
+                          "force = every page, off = never. Changing it re-extracts the PDFs it affects."),
+        click.option("--ocr-lang", default="eng", show_default=True, metavar="LANGS",
+                     help="Tesseract languages, e.g. eng+deu (each needs its pack, e.g. tesseract-ocr-deu)."),
+        click.option("--ocr-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_OCR_PAGE_TIMEOUT_S,
+                     show_default=True, help="Seconds OCR may take on one page (--timeout still caps the file)."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _index_settings(passwords: tuple[str, ...], passwords_file: Any, max_size: float,
+                    timeout: float) -> tuple[tuple[str, ...], Limits]:
+    if passwords_file is not None:
+        passwords += tuple(line.rstrip("\r\n") for line in passwords_file if line.strip())
+    return passwords, Limits(max_bytes=int(max_size * 1024 * 1024), timeout_s=timeout)
+
+
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@index_option
-@click.option("--password", "passwords", multiple=True, help="Password to try on encrypted PDFs (repeatable).")
-@click.option("--passwords-file", type=click.File("r"), default=None,
-              help="File with one password per line to try on encrypted PDFs.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Extraction processes (default: all cores).")
-@click.option("--max-size", type=click.FloatRange(min=0), default=DEFAULT_MAX_MB, show_default=True,
-              help="Skip files bigger than this many MB (status too-large).")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT_S, show_default=True,
-              help="Seconds one file's extraction may take (status timeout).")
-@click.option("--ocr", "ocr_mode", type=click.Choice(OCR_MODES), default="auto", show_default=True,
-              help="Read PDF pages with Tesseract: auto = pages without a usable text layer, "
-                   "force = every page, off = never. Changing it re-extracts the PDFs it affects.")
-@click.option("--ocr-lang", default="eng", show_default=True, metavar="LANGS",
-              help="Tesseract languages, e.g. eng+deu (each needs its pack, e.g. tesseract-ocr-deu).")
-@click.option("--ocr-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_OCR_PAGE_TIMEOUT_S,
-              show_default=True, help="Seconds OCR may take on one page (--timeout still caps the file).")
+@indexing_options
 @click.option("--embed", is_flag=True,
               help="Also store a dense vector per passage, for `search --retriever hybrid` "
                    "(pip install 'docqa[dense]').")
@@ -171,9 +187,7 @@ def index(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...]
 
     Re-running only touches what changed; files gone from an indexed folder are removed.
     """
-    if passwords_file is not None:
-        passwords += tuple(line.rstrip("\r\n") for line in passwords_file if line.strip())
-    limits = Limits(max_bytes=int(max_size * 1024 * 1024), timeout_s=timeout)
+    passwords, limits = _index_settings(passwords, passwords_file, max_size, timeout)
     with DocQA(index) as qa:
         with _progress(quiet) as progress:
             report = qa.index(list(paths), passwords=passwords, workers=workers, limits=limits,
@@ -189,6 +203,30 @@ def index(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...]
         _json(report)
     if report.interrupted:
         sys.exit(130)
+
+
+@cli.command()
+@indexing_options
+def watch(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...], passwords_file: Any,
+          workers: int | None, max_size: float, timeout: float, ocr_mode: str, ocr_lang: str,
+          ocr_timeout: float) -> None:
+    """Index PATHS, then keep the index in sync as files are added, changed, moved or deleted.
+
+    Each burst of changes is one `docqa index` run (same rules, lock and statuses), once the
+    files in it have stopped changing. One line per change on stderr; Ctrl-C stops.
+    """
+    from docqa.watch import Watcher
+
+    passwords, limits = _index_settings(passwords, passwords_file, max_size, timeout)
+    with DocQA(index) as qa:
+        watcher = Watcher(qa, list(paths), say=lambda line: click.echo(line, err=True),
+                          passwords=passwords, workers=workers, limits=limits,
+                          ocr=OcrOptions(ocr_mode, ocr_lang, ocr_timeout))
+        try:
+            watcher.run()
+        except KeyboardInterrupt:
+            pass
+    click.echo("stopped watching", err=True)
 
 
 @cli.command()
