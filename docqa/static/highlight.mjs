@@ -10,8 +10,9 @@
 // this against searching the text layer for the answer's words.
 
 const SKIPPED = /[\s\u00ad\u200b-\u200d\u2060\ufeff]/u;
-const NEAR = 24; // a local difference (a rejoined hyphen, a ligature) is resolved within this
+const NEAR = 8; // a local difference (a rejoined hyphen, a ligature) is skipped within this
 const GRAM = 8; // characters that must agree to resume the alignment after a difference
+const CONTEXT = 30; // characters each side that pick an occurrence when the alignment cannot
 
 // Non-white-space characters of ``text`` (NFKC, one entry per output character) with their
 // position: the code point index in ``text`` (``at``) and the UTF-16 offset (``u16``).
@@ -37,15 +38,20 @@ function agree(a, b, i, j, n) {
   return true;
 }
 
-// For each character of ``a``, the index of its partner in ``b``, or -1.
+// For each character of ``a``, the index of its partner in ``b``, or -1. Mostly a walk along
+// both; where they differ, a small skip on either side (a hyphen, a ligature) or else a jump to
+// where the next stretch of ``a`` is in ``b``: text may come in another order (a running head
+// drawn last, columns read in another order), so jumps go backwards as well as forwards.
 export function align(a, b) {
   const partner = new Int32Array(a.length).fill(-1);
+  const used = new Uint8Array(b.length); // each character of b is the partner of one of a at most
   let grams = null; // GRAM-long substrings of b -> their positions, built on first need
   let i = 0;
-  let j = 0;
-  while (i < a.length && j < b.length) {
-    if (a[i].c === b[j].c) {
-      partner[i++] = j++;
+  let j = 0; // where in b the next character of a is expected
+  while (i < a.length) {
+    if (j < b.length && !used[j] && a[i].c === b[j].c) {
+      partner[i++] = j;
+      used[j++] = 1;
       continue;
     }
     const near = resyncNear(a, b, i, j);
@@ -54,17 +60,18 @@ export function align(a, b) {
       continue;
     }
     grams ??= gramIndex(b);
-    const far = resyncFar(a, b, i, j, grams);
-    if (!far) break;
-    [i, j] = far;
+    const far = jump(a, b, i, j, grams, used);
+    if (far < 0) i++; // this character of a is not in b (e.g. text pdf.js does not show)
+    else j = far;
   }
   return partner;
 }
 
+// GRAM characters agree, or all that are left of a (a short page, the end of one).
 function resyncNear(a, b, i, j) {
   for (let total = 1; total <= NEAR; total++) {
-    for (let di = 0; di <= total; di++) {
-      if (agree(a, b, i + di, j + total - di, GRAM)) return [i + di, j + total - di];
+    for (let di = 0; di <= total && i + di < a.length; di++) {
+      if (agree(a, b, i + di, j + total - di, Math.min(GRAM, a.length - i - di))) return [i + di, j + total - di];
     }
   }
   return null;
@@ -82,18 +89,38 @@ function gramIndex(b) {
   return grams;
 }
 
-// Text in another order (columns read differently, a caption moved): the next stretch of ``a``
-// found in ``b``, taking the occurrence closest after ``j`` (else the closest before).
-function resyncFar(a, b, i, j, grams) {
-  for (let s = i; s + GRAM <= a.length; s++) {
+// Where in b the stretch of a at i is: of the free places where its next GRAM characters are,
+// the one that agrees longest with what follows, then the nearest after j; -1 if none.
+function jump(a, b, i, j, grams, used) {
+  const n = Math.min(GRAM, a.length - i);
+  let places;
+  if (n === GRAM) {
     let key = "";
-    for (let k = 0; k < GRAM; k++) key += a[s + k].c;
-    const at = grams.get(key);
-    if (!at) continue;
-    const after = at.find((p) => p >= j);
-    return [s, after ?? at[at.length - 1]];
+    for (let k = 0; k < GRAM; k++) key += a[i + k].c;
+    places = (grams.get(key) || []).slice(0, 64);
+  } else { // the last few characters of a: look for them everywhere
+    places = [];
+    for (let p = 0; p + n <= b.length && places.length < 64; p++) if (agree(a, b, i, p, n)) places.push(p);
   }
-  return null;
+  let best = -1;
+  let bestScore = -1;
+  for (const p of places) {
+    if (used[p]) continue;
+    let score = n;
+    while (score < 64 && i + score < a.length && p + score < b.length && a[i + score].c === b[p + score].c) score++;
+    const better = score > bestScore
+      || (score === bestScore && distance(p, j) < distance(best, j));
+    if (better) {
+      best = p;
+      bestScore = score;
+    }
+  }
+  return best;
+}
+
+// Forward from j is nearer than backward: text usually goes on where it left off.
+function distance(p, j) {
+  return p >= j ? p - j : 2 * (j - p) + 1;
 }
 
 // A page's indexed text aligned with its text layer's items (strings, in the layer's order).
@@ -118,15 +145,38 @@ export class Alignment {
     const hits = [];
     for (let k = first; k < stop; k++) if (this.partner[k] >= 0) hits.push(this.partner[k]);
     const wanted = stop - first;
-    if (hits.length < wanted * 0.8) return null;
-    if (Math.max(...hits) - Math.min(...hits) + 1 > wanted * 1.5 + 4) return null; // scattered
-    hits.sort((x, y) => x - y);
+    const whole = hits.length === wanted && Math.max(...hits) - Math.min(...hits) < wanted * 1.5 + 4;
+    return this.parts(whole ? hits : this.search(first, stop));
+  }
+
+  // Where the alignment lost part of the range: the layer's occurrence of the range's text whose
+  // surroundings (CONTEXT characters each side) agree best with the page text's.
+  search(first, stop) {
+    const text = (from, to) => this.a.slice(Math.max(0, from), to).map((ch) => ch.c).join("");
+    const want = text(first, stop);
+    const before = text(first - CONTEXT, first);
+    const after = text(stop, stop + CONTEXT);
+    this.flat ??= this.b.map((ch) => ch.c).join("");
+    let best = -1;
+    let bestScore = -1;
+    for (let i = this.flat.indexOf(want); i >= 0; i = this.flat.indexOf(want, i + 1)) {
+      let score = 0;
+      while (score < before.length && this.flat[i - 1 - score] === before[before.length - 1 - score]) score++;
+      for (let t = 0; t < after.length && this.flat[i + want.length + t] === after[t]; t++) score++;
+      if (score > bestScore) [best, bestScore] = [i, score];
+    }
+    return best < 0 ? [] : Array.from({ length: want.length }, (_, k) => best + k);
+  }
+
+  // Characters of the layer (indices into b) as marks: one part per run within one item. Only
+  // the partners of cited characters: a hyphen the index rejoined stays unmarked.
+  parts(positions) {
+    if (!positions.length) return null;
     const parts = [];
     let previous = -2;
-    for (const k of hits) {
+    for (const k of [...positions].sort((x, y) => x - y)) {
       const ch = this.b[k];
       const last = parts[parts.length - 1];
-      // Only the partners of cited characters: a hyphen the index rejoined stays unmarked.
       if (last && last.item === ch.item && k === previous + 1) last.hi = ch.u16 + ch.len;
       else parts.push({ item: ch.item, lo: ch.u16, hi: ch.u16 + ch.len });
       previous = k;
