@@ -45,15 +45,21 @@ class Watcher:
 
     def run(self, stop_event: Any = None) -> None:
         """Index, then watch until Ctrl-C (KeyboardInterrupt) or ``stop_event`` is set."""
-        if not self._index():
-            return
-        self.say(f"watching {', '.join(map(str, self.paths))} (Ctrl-C to stop)")
         ignore = [str(self.qa.index_path.absolute())]  # the index, its -wal and .lock files
         pending: set[str] = set()
+        started = False
         for changes in watchfiles.watch(
             *self.paths, watch_filter=_Filter(ignore_paths=ignore), step=STEP_MS, debounce=DEBOUNCE_MS,
             stop_event=stop_event, yield_on_timeout=True, rust_timeout=WAKE_MS,
         ):
+            if not started:
+                # The first yield comes once the OS watches are in place: indexing only now
+                # means a file changed at any moment is either in this run or in the next batch.
+                started = True
+                if not self._index():
+                    return
+                self.say(f"watching {', '.join(map(str, self.paths))} (Ctrl-C to stop)")
+                continue
             pending.update(path for _, path in changes)
             if not pending or self._being_written(pending):
                 continue
