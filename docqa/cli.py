@@ -497,7 +497,7 @@ def _print_answer_quality(r: EvalReport) -> None:
 
 # -- serve ----------------------------------------------------------------------------------
 
-SERVER_MODULES = ("fastapi", "uvicorn", "starlette", "pydantic")
+SERVER_MODULES = ("fastapi", "fastapi_offline", "uvicorn", "starlette", "pydantic")
 
 
 @cli.command()

@@ -89,14 +89,20 @@ def _shot(page: object, name: str, full_page: bool = True) -> Path:
     return path
 
 
-def test_ask_see_the_answer_open_the_highlighted_page(site, browser) -> None:
-    url, fact, pdf_fact, _ = site
-    page = browser.new_page(viewport={"width": 1000, "height": 800})
+def _watched_page(browser: object, url: str, height: int) -> tuple[object, list[str]]:
+    """A new page at ``url`` whose console errors, page errors and dialogs land in the list."""
+    page = browser.new_page(viewport={"width": 1000, "height": height})  # type: ignore[attr-defined]
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
     page.goto(url)
+    return page, problems
+
+
+def test_ask_see_the_answer_open_the_highlighted_page(site, browser) -> None:
+    url, fact, pdf_fact, _ = site
+    page, problems = _watched_page(browser, url, 800)
     expect = sync_api.expect
     expect(page.locator("#status")).to_contain_text("Ready", timeout=30_000)
     assert page.evaluate("document.activeElement.id") == "question"
@@ -210,11 +216,7 @@ def _marks_lie_on_the_glyphs(page: object) -> list[dict[str, float]]:
 
 def test_an_answer_wrapped_across_lines_in_the_right_column_is_marked_on_its_glyphs(site, browser) -> None:
     url, _, _, wrapped = site
-    page = browser.new_page(viewport={"width": 1000, "height": 900})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.goto(url)
+    page, problems = _watched_page(browser, url, 900)
     sync_api.expect(page.locator("#status")).to_contain_text("Ready", timeout=30_000)
     marks = _open_pdf_citation(page, wrapped, "paper.pdf, page 1 of 1")
     assert len(marks) == 2, marks  # "Otter-" ends one line, "vane" starts the next
