@@ -89,6 +89,8 @@ def test_mcp_tools_over_stdio(tmp_path: Path, trained_model_dir: Path) -> None:
     answered = got["ask"]
     assert answered["answers"][0]["text"] == fact.value and not answered["abstained"]
     printed = _cli_json("ask", fact.question, "-i", str(index), "--model", str(trained_model_dir), "-n", "2", "-k", "4")
+    # The model loads once, on the first ask (not at start-up, not again).
+    assert answered["timings"]["load_s"] > 0 and got["abstain"]["timings"]["load_s"] == 0
     answered.pop("timings"), printed.pop("timings")
     assert answered == printed
     assert got["abstain"]["abstained"] and got["abstain"]["answers"] == []
