@@ -68,6 +68,7 @@ def test_mcp_tools_over_stdio(tmp_path: Path, trained_model_dir: Path) -> None:
             got["search"] = await call("search", {"question": fact.question, "k": 3})
             got["ask"] = await call("ask", {"question": fact.question, "top_k": 2, "passages": 4})
             got["abstain"] = await call("ask", {"question": "What is the zzyzx of Qqxvvb?"})
+            got["again"] = await call("ask", {"question": fact.question})
             cite = got["ask"]["answers"][0]["citations"][0]
             got["page_by_id"] = await call("read_page", {"document": str(cite["document_id"]), "page": cite["page"]})
             got["page_by_path"] = await call("read_page", {"document": "atlas.pdf", "page": 1})
@@ -90,7 +91,8 @@ def test_mcp_tools_over_stdio(tmp_path: Path, trained_model_dir: Path) -> None:
     assert answered["answers"][0]["text"] == fact.value and not answered["abstained"]
     printed = _cli_json("ask", fact.question, "-i", str(index), "--model", str(trained_model_dir), "-n", "2", "-k", "4")
     # The model loads once, on the first ask (not at start-up, not again).
-    assert answered["timings"]["load_s"] > 0 and got["abstain"]["timings"]["load_s"] == 0
+    assert answered["timings"]["load_s"] > 0 and got["again"]["timings"]["load_s"] == 0
+    assert got["again"]["answers"][0]["text"] == fact.value
     answered.pop("timings"), printed.pop("timings")
     assert answered == printed
     assert got["abstain"]["abstained"] and got["abstain"]["answers"] == []
