@@ -206,7 +206,6 @@ function citeButton(source, answer) {
 // Keys: ← → pages, + − zoom, 0 fit width, T text/page view.
 
 const pdfBox = $("viewer-pdf");
-const layer = pdfBox.querySelector(".textLayer");
 const pageText = $("viewer-text");
 const note = $("viewer-note");
 const modeButton = $("viewer-mode");
@@ -330,9 +329,12 @@ async function drawPdfPage(page, range, token) {
   pdfBox.style.width = `${viewport.width}px`;
   pdfBox.style.height = `${viewport.height}px`;
   pdfBox.style.setProperty("--total-scale-factor", String(scale));
-  layer.replaceChildren();
+  // The text layer too is built aside and swapped in, for the same reason.
+  const layer = el("div", { class: "textLayer" });
   const textLayer = new pdfjs.TextLayer({ textContentSource: textContent, container: layer, viewport });
   await textLayer.render();
+  if (token !== view.token) return [];
+  pdfBox.querySelector(".textLayer").replaceWith(layer);
   if (!range) return [];
   const parts = new Alignment(page.text, textLayer.textContentItemsStr).locate(range[0], range[1]);
   return parts ? markParts(textLayer.textDivs, parts) : [];
