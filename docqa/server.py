@@ -59,10 +59,16 @@ PAGE_CSP = (
 )
 # Swagger UI's page starts itself with an inline script (its assets are local: fastapi-offline).
 SWAGGER_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
-# The original file: PDFs as PDFs; everything else as plain text, so an indexed HTML file can
-# never run script on this origin.
-FILE_TYPES = {"pdf": "application/pdf"}
+# The original file's type by kind: text kinds (HTML included, so an indexed web page never
+# runs script on this origin) as plain text; the office and e-book formats as themselves
+# (browsers download them); anything else as bytes.
 TEXT_TYPE = "text/plain; charset=utf-8"
+FILE_TYPES = {
+    "pdf": "application/pdf", "txt": TEXT_TYPE, "md": TEXT_TYPE, "html": TEXT_TYPE,
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "epub": "application/epub+zip",
+}
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -548,8 +554,8 @@ def _add_routes(app: FastAPI, batcher: Batcher, reads: DocQA, lock: threading.Lo
     @app.get("/documents/{document_id}/file", response_class=FileResponse,
              responses={**ERRORS, 200: {"description": "The file's bytes (Range requests work)."}})
     def document_file(document_id: int) -> FileResponse:
-        """The original file of an indexed document, inline (PDFs as `application/pdf`, other
-        kinds as plain text). 409 when the file on disk is no longer the one indexed."""
+        """The original file of an indexed document, inline (PDFs as `application/pdf`, text,
+        Markdown and HTML as plain text). 409 when the file on disk is no longer the one indexed."""
         with lock:
             doc = reads.store.document_by_id(document_id)
         if doc is None:
@@ -557,7 +563,7 @@ def _add_routes(app: FastAPI, batcher: Batcher, reads: DocQA, lock: threading.Lo
         if doc.status not in ("indexed", "updated"):
             raise DocumentNotFound(f"{doc.path} is not indexed ({doc.status}: {doc.message})")
         path = originals.check(doc)
-        return FileResponse(path, media_type=FILE_TYPES.get(doc.kind, TEXT_TYPE),
+        return FileResponse(path, media_type=FILE_TYPES.get(doc.kind, "application/octet-stream"),
                             filename=Path(doc.path).name, content_disposition_type="inline")
 
     @app.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
