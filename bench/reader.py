@@ -26,7 +26,8 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,6 +266,154 @@ def device_name(device: str) -> str:
     return f"{model}, {torch.get_num_threads()} threads, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})"
 
 
+# -- from the shell: cold `docqa ask` vs handing off to a running `docqa serve` ---------------------
+
+# What a cold `docqa ask` spends its time on, measured inside one fresh process.
+PHASES = """
+import json, sys, time
+t0 = time.perf_counter()
+from docqa.api import DocQA
+import docqa.cli
+t1 = time.perf_counter()
+import torch, transformers
+from transformers import BertForQuestionAnswering
+t2 = time.perf_counter()
+qa = DocQA(sys.argv[2], model=sys.argv[1], device=sys.argv[4])
+qa.reader.load()
+t3 = time.perf_counter()
+qa.ask(sys.argv[3])
+t4 = time.perf_counter()
+print(json.dumps({"docqa": t1 - t0, "torch": t2 - t1, "load": t3 - t2, "ask": t4 - t3}))
+"""
+
+
+@dataclass
+class ShellRow:
+    model: str
+    cold: list[float]
+    handoff: list[float]
+    phases: dict[str, float]
+    same_output: bool
+    load_s: float
+
+
+@contextmanager
+def squad_questions(n: int) -> Iterator[tuple[Path, list[str]]]:
+    """A temporary index of SQuAD dev articles 40-47 (as text files), and ``n`` of their questions
+    spread over them."""
+    import tempfile
+
+    from docqa import DocQA
+
+    articles = load_squad(SQUAD, slice(40, 48))
+    questions = [q.question for q in questions_of(articles)]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "articles"
+        folder.mkdir()
+        for a in articles:
+            (folder / f"{a.index}.txt").write_text(a.text, encoding="utf-8")
+        with DocQA(Path(tmp) / "squad.db") as qa:
+            qa.index([folder])
+        yield Path(tmp) / "squad.db", questions[:: max(1, len(questions) // n)][:n]
+
+
+def shell_models() -> list[tuple[str, Path]]:
+    return [("minilm-squad-proxy", PROXY), ("SpanBERT-large shape", large_random_model())]
+
+
+def _wall(command: list[str]) -> tuple[float, str]:
+    import subprocess
+
+    started = time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True)
+    return time.perf_counter() - started, out.stdout
+
+
+@contextmanager
+def serving(index: Path, model: Path, device: str) -> Iterator[float]:
+    """A `docqa serve` process on ``index``; yields once its model is loaded (with its load time)."""
+    import json
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "docqa", "serve", "-i", str(index), "--model", str(model),
+                               "--device", device, "--port", str(port)], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = time.perf_counter()
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                    if json.load(r)["status"] == "ready":
+                        break
+            except OSError:
+                if server.poll() is not None:
+                    raise RuntimeError("docqa serve exited while starting") from None
+            time.sleep(0.2)
+        yield time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+def shell_table(args: argparse.Namespace) -> tuple[list[ShellRow], str]:
+    """Whole `docqa ask` processes, cold (--no-server) and handing off to a warm `docqa serve`,
+    taking turns question by question; and where a cold one spends its time."""
+    import json
+    import subprocess
+
+    rows = []
+    load_before = load_average()
+    with squad_questions(args.shell_runs) as (index, picked):
+        for name, model in shell_models():
+            ask = [sys.executable, "-m", "docqa", "ask", "-i", str(index), "--model", str(model),
+                   "--device", args.device]
+            phases = [json.loads(subprocess.run([sys.executable, "-c", PHASES, str(model), str(index), q, args.device],
+                                                capture_output=True, text=True, cwd=ROOT, check=True).stdout)
+                      for q in picked[:2]]
+            cold, handoff, same = [], [], True
+            with serving(index, model, args.device) as load_s:
+                for n, question in enumerate(picked):
+                    pair = [[*ask, question, "--no-server"], [*ask, question]]
+                    timed = [_wall(c) for c in (pair if n % 2 else pair[::-1])]
+                    (c_s, c_out), (h_s, h_out) = timed if n % 2 else timed[::-1]
+                    cold.append(c_s)
+                    handoff.append(h_s)
+                    same &= c_out == h_out
+            rows.append(ShellRow(name, cold, handoff, {k: statistics.median(p[k] for p in phases) for k in phases[0]},
+                                 same, load_s))
+    return rows, f"{device_name(args.device)}; load average {load_before} before, {load_average()} after"
+
+
+def batch_table(args: argparse.Namespace) -> tuple[list[tuple[str, float, float]], int, str]:
+    """Questions/s of one `ask_batch` of N questions against N single `ask`s, per model, on the
+    SQuAD index (10 passages per question); singles, batch, singles again (noise shows)."""
+    from docqa import DocQA
+
+    rows = []
+    load_before = load_average()
+    with squad_questions(args.batch) as (index, picked):
+        for name, model in shell_models():
+            with DocQA(index, model=str(model), device=args.device, threads=args.threads) as qa:
+                qa.ask(picked[0])  # load and warm up
+                singles = []
+                for turn in ("single", "batch", "single"):
+                    started = time.perf_counter()
+                    if turn == "batch":
+                        qa.ask_batch(picked)
+                        batch_s = time.perf_counter() - started
+                    else:
+                        for q in picked:
+                            qa.ask(q)
+                        singles.append(time.perf_counter() - started)
+                rows.append((name, len(picked) / statistics.mean(singles), len(picked) / batch_s))
+    return rows, len(picked), f"load average {load_before} before, {load_average()} after"
+
+
 # -- answers ---------------------------------------------------------------------------------------
 
 
@@ -347,26 +496,73 @@ def render(speed: tuple[list[Row], dict[str, float], str] | None, answers: tuple
     return "\n".join(out)
 
 
+def render_shell(shell: tuple[list[ShellRow], str]) -> str:
+    rows, machine = shell
+    out = [
+        f"### From the shell: whole `docqa ask` processes, cold vs handing off to `docqa serve` "
+        f"({len(rows[0].cold)} questions each)",
+        "",
+        f"SQuAD dev articles 40-47 indexed, 10 passages per question; the two kinds take turns. {machine}.",
+        "Cold = `docqa ask --no-server` (imports torch, loads the model, reads); hand-off = `docqa ask` while a",
+        "`docqa serve` on the same index and model runs (no torch imported). The phases of a cold ask are",
+        "measured inside one fresh process (median of 2).",
+        "",
+        "| model | cold `docqa ask` s | hand-off `docqa ask` s | speed-up | same output | cold: python + docqa | "
+        "import torch + transformers | load model | ask (retrieve + read) |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        cold, handoff = statistics.median(r.cold), statistics.median(r.handoff)
+        p = r.phases
+        out.append(f"| {r.model} | {cold:.2f} | {handoff:.2f} | {cold / handoff:.1f}x | {'yes' if r.same_output else 'NO'} | "
+                   f"{p['docqa']:.2f} | {p['torch']:.2f} | {p['load']:.2f} | {p['ask']:.2f} |")
+    out.append("")
+    return "\n".join(out)
+
+
+def render_batch(batch: tuple[list[tuple[str, float, float]], int, str]) -> str:
+    rows, n, load = batch
+    out = [
+        f"### Batch throughput: one `ask_batch` of {n} questions vs {n} single `ask`s ({load})",
+        "",
+        "SQuAD index as above, 10 passages per question, model loaded and warm; singles, batch, singles",
+        "again (the singles' mean is the baseline).",
+        "",
+        "| model | single asks, questions/s | `ask_batch`, questions/s | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    out += [f"| {name} | {one:.2f} | {many:.2f} | {many / one:.2f}x |" for name, one, many in rows]
+    return "\n".join([*out, ""])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--questions", type=int, default=12, help="questions timed per reader (default 12)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    parser.add_argument("--quick", action="store_true", help="3 timed questions, a fifth of the answer set")
-    parser.add_argument("--only", choices=["speed", "answers"], help="run one table")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 timed questions, a fifth of the answer set, 2 shell runs, a batch of 10")
+    parser.add_argument("--only", choices=["speed", "answers", "shell"],
+                        help="run one table (shell: cold/hand-off `docqa ask` and batch throughput)")
+    parser.add_argument("--shell-runs", type=int, default=4, help="questions per model in the shell table")
+    parser.add_argument("--batch", type=int, default=50, help="questions in the batch-throughput table")
     parser.add_argument("--out", type=Path, help="also write the tables to this markdown file")
     args = parser.parse_args(argv)
     if args.quick:
-        args.questions = min(args.questions, 3)
+        args.questions, args.shell_runs, args.batch = min(args.questions, 3), 2, 10
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     command = "python " + " ".join(["bench/reader.py", *(argv if argv is not None else sys.argv[1:])])
-    speed = speed_table(args) if args.only != "answers" else None
+    speed = speed_table(args) if args.only in (None, "speed") else None
     if speed:
         print(render(speed, None, command), flush=True)
-    answers = answer_table(args) if args.only != "speed" and PROXY.is_dir() else None
+    answers = answer_table(args) if args.only in (None, "answers") and PROXY.is_dir() else None
     text = render(speed, answers, command)
     if answers:
         print(render(None, answers, command))
+    if args.only in (None, "shell") and PROXY.is_dir():
+        for table in (render_shell(shell_table(args)), render_batch(batch_table(args))):
+            print(table, flush=True)
+            text += "\n" + table
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")
 
