@@ -357,3 +357,16 @@ def token_f1(prediction: str, gold: str) -> float:
     p, g = prediction.lower().split(), gold.lower().split()
     common = sum(min(p.count(w), g.count(w)) for w in set(p))
     return 0.0 if common == 0 else 2 * common / (len(p) + len(g))
+
+
+def test_bf16_loads_the_fp32_weights_rounded_and_the_span_head_unrounded(tiny_model_dir: Path) -> None:
+    import torch
+
+    fp32, bf16 = (Reader(model=str(tiny_model_dir), precision=p) for p in ("fp32", "bf16"))
+    fp32.load(), bf16.load()
+    weights = dict(fp32._model.named_parameters())
+    loaded = dict(bf16._model.named_parameters())
+    assert loaded.keys() == weights.keys()
+    for name, p in loaded.items():
+        expected = weights[name] if name.startswith("qa_outputs.") else weights[name].bfloat16()
+        assert p.dtype == expected.dtype and torch.equal(p, expected), name
