@@ -560,9 +560,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if answers:
         print(render(None, answers, command))
     if args.only in (None, "shell") and PROXY.is_dir():
-        for table in (render_shell(shell_table(args)), render_batch(batch_table(args))):
-            print(table, flush=True)
-            text += "\n" + table
+        for table in (lambda: render_shell(shell_table(args)), lambda: render_batch(batch_table(args))):
+            text += "\n" + (printed := table())
+            print(printed, flush=True)
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")
 
