@@ -25,6 +25,7 @@ pytest.importorskip("fastapi", reason="the server extra is not installed: pip in
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 from pdfgen import write_pdf  # noqa: E402
+from pypdf import PdfReader, PdfWriter  # noqa: E402
 from tinymodels import Fact, FactGenerator, FactPassage  # noqa: E402
 
 from docqa import DocQA  # noqa: E402
@@ -47,9 +48,10 @@ def _hyphenated(passage: FactPassage, facts: list[Fact]) -> str:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> Iterator[tuple[str, Fact, Fact, Fact]]:
-    """A served index of a hostile text file, a 2-page PDF and a two-column PDF; yields (url,
-    text fact, PDF page-2 fact, fact hyphenated across a line in the right column)."""
+def site(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> Iterator[tuple[str, Fact, Fact, Fact, Fact]]:
+    """A served index of a hostile text file, a 2-page PDF, a two-column PDF and a page turned
+    90°; yields (url, text fact, PDF page-2 fact, fact hyphenated across a line in the right
+    column, fact on the turned page)."""
     folder = tmp_path_factory.mktemp("site")
     gen = FactGenerator(seed=5)
     notes = gen.passage(n_facts=3)
@@ -59,6 +61,10 @@ def site(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> I
     paper = gen.passage(n_facts=12)
     late = [f for f in paper.facts if paper.answer_start(f) > len(paper.text) * 0.6][-2:]
     write_pdf(folder / "paper.pdf", [_hyphenated(paper, late)], columns=2)
+    turned = gen.passage(n_facts=3)
+    writer = PdfWriter(clone_from=PdfReader(write_pdf(tmp_path_factory.mktemp("flat") / "flat.pdf", [turned.text])))
+    writer.pages[0].rotate(90)  # /Rotate 90: drawn sideways, text unchanged
+    writer.write(folder / "turned.pdf")
     with DocQA(tmp_path_factory.mktemp("idx") / "site.db", model=str(trained_model_dir)) as qa:
         assert qa.index([folder]).failed == 0
         assert all(f.value in qa.document_text("paper.pdf") for f in late)  # the hyphen is rejoined
@@ -68,7 +74,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> I
             assert good, "the tiny model got every fact wrong"
             return good[0]
 
-        facts = right(notes.facts), right(pages[1].facts), right(late)
+        facts = right(notes.facts), right(pages[1].facts), right(late), right(turned.facts)
         with running(create_app(qa)) as url:
             yield (url, *facts)
 
@@ -101,7 +107,7 @@ def _watched_page(browser: object, url: str, height: int) -> tuple[object, list[
 
 
 def test_ask_see_the_answer_open_the_highlighted_page(site, browser) -> None:
-    url, fact, pdf_fact, _ = site
+    url, fact, pdf_fact, _, _ = site
     page, problems = _watched_page(browser, url, 800)
     expect = sync_api.expect
     expect(page.locator("#status")).to_contain_text("Ready", timeout=30_000)
@@ -214,8 +220,9 @@ def _marks_lie_on_the_glyphs(page: object) -> list[dict[str, float]]:
     return [dict(m, page_width=found["width"]) for m in found["marks"]]
 
 
-def test_an_answer_wrapped_across_lines_in_the_right_column_is_marked_on_its_glyphs(site, browser) -> None:
-    url, _, _, wrapped = site
+def test_an_answer_wrapped_across_lines_in_the_right_column_or_on_a_turned_page_is_marked_on_its_glyphs(
+        site, browser) -> None:
+    url, _, _, wrapped, sideways = site
     page, problems = _watched_page(browser, url, 900)
     sync_api.expect(page.locator("#status")).to_contain_text("Ready", timeout=30_000)
     marks = _open_pdf_citation(page, wrapped, "paper.pdf, page 1 of 1")
@@ -223,12 +230,16 @@ def test_an_answer_wrapped_across_lines_in_the_right_column_is_marked_on_its_gly
     assert marks[1]["y"] > marks[0]["y"] + marks[0]["h"] / 2, "the second half is on the next line"
     assert all(m["x"] > m["page_width"] / 2 for m in marks), "the answer is in the right column"
     _shot(page, "browser-pdf-two-columns.png", full_page=False)
+    page.click("#viewer-close")
+    (mark,) = _open_pdf_citation(page, sideways, "turned.pdf, page 1 of 1")
+    assert mark["h"] > 2 * mark["w"], f"the text runs down the turned page: {mark}"
+    _shot(page, "browser-pdf-turned.png", full_page=False)
     assert problems == [], problems
     page.close()
 
 
 def test_the_page_shows_the_error_of_an_empty_question(site, browser) -> None:
-    url, _, _, _ = site
+    url, _, _, _, _ = site
     page = browser.new_page()
     page.goto(url)
     page.fill("#question", "?!")

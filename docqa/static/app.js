@@ -237,6 +237,10 @@ async function openPage(button, cite) {
   opener = button;
   view.cite = cite;
   view.textMode = false;
+  // Nothing of the previous citation's page stays on screen under the new title.
+  pdfBox.hidden = true;
+  pdfBox.querySelector(".textLayer").replaceChildren();
+  pageText.replaceChildren();
   if (!viewer.open) viewer.showModal();
   $("viewer-title").focus();
   await showPage(cite.page);
