@@ -122,14 +122,25 @@ class DocQA:
         limits: Limits = Limits(),
         ocr: OcrOptions = OcrOptions(),
         progress: Callable[[FileResult], None] | None = None,
+        ray: bool | str = False,
+        ship_mb: float | None = None,
     ) -> IndexReport:
         """Index ``paths``; ``ocr`` says when PDF pages are read with Tesseract (changing it
-        re-extracts the PDFs it affects on the next run)."""
-        from docqa.indexer import Indexer  # extraction libraries load only when indexing
+        re-extracts the PDFs it affects on the next run). ``ray``: extract on a Ray cluster
+        (True: ``$RAY_ADDRESS`` or a new local instance; a string: that cluster's address); this
+        process still plans and writes. ``ship_mb``: with ``ray``, files up to this size go with
+        their tasks."""
+        from docqa.indexer import Executor, Indexer  # extraction libraries load only when indexing
 
         with writer_lock(self.index_path), Store(self.index_path, create=True, settings=self.settings) as store:
+            executor: Executor | None = None
+            if ray is not False:
+                from docqa.distributed import DEFAULT_SHIP_MB, RayExecutor
+
+                executor = RayExecutor(ray or None if isinstance(ray, str) else None, limits=limits,
+                                       ship_mb=DEFAULT_SHIP_MB if ship_mb is None else ship_mb)
             report = Indexer(store, passwords=passwords, workers=workers, limits=limits, ocr=ocr,
-                             progress=progress).run(paths)
+                             progress=progress, executor=executor).run(paths)
         self._invalidate()
         return report
 

@@ -67,6 +67,11 @@ retriever_option = click.option(
     "--retriever", type=click.Choice(RETRIEVERS), default="fts5", show_default=True,
     help="hybrid: BM25 fused with dense vectors (needs `docqa index --embed`).",
 )
+ray_option = click.option(
+    "--ray", "ray", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+    help="Run on Ray: join the cluster at ADDRESS, or with no value $RAY_ADDRESS, else a new local "
+         "instance (pip install 'docqa[ray]'). Put it after the paths.",
+)
 path_option = click.option(
     "--path", "paths", multiple=True, metavar="GLOB",
     help="Only documents whose path matches GLOB (repeatable).",
@@ -177,11 +182,16 @@ def _index_settings(passwords: tuple[str, ...], passwords_file: Any, max_size: f
                    "(pip install 'docqa[dense]').")
 @click.option("--embedder", default=None, metavar="MODEL",
               help="Embedding model folder for --embed (default: the index's, else all-MiniLM-L6-v2).")
+@ray_option
+@click.option("--ship-max", type=click.FloatRange(min=0), default=None, metavar="MB",
+              help="With --ray on a cluster: files up to this size travel with their tasks; bigger ones "
+                   "must be at the same path on every node [default: 32].")
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def index(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...], passwords_file: Any,
           workers: int | None, max_size: float, timeout: float, ocr_mode: str, ocr_lang: str,
-          ocr_timeout: float, embed: bool, embedder: str | None, as_json: bool, quiet: bool) -> None:
+          ocr_timeout: float, embed: bool, embedder: str | None, ray: str | None, ship_max: float | None,
+          as_json: bool, quiet: bool) -> None:
     """Index PATHS (folders or files: PDF, Word .docx, PowerPoint .pptx, EPUB, HTML, Markdown, text)
     into one SQLite file. Scanned PDF pages are read with Tesseract (--ocr).
 
@@ -191,7 +201,8 @@ def index(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...]
     with DocQA(index) as qa:
         with _progress(quiet) as progress:
             report = qa.index(list(paths), passwords=passwords, workers=workers, limits=limits,
-                              ocr=OcrOptions(ocr_mode, ocr_lang, ocr_timeout), progress=progress)
+                              ocr=OcrOptions(ocr_mode, ocr_lang, ocr_timeout), progress=progress,
+                              ray=False if ray is None else ray, ship_mb=ship_max)
         if not as_json:
             _summary(report)  # before embedding, which may fail on its own (no model installed)
         if embed and not report.interrupted:

@@ -56,11 +56,12 @@ def kind_of(path: Path) -> str | None:
 
 
 def extract(path: Path, *, passwords: Sequence[str] = (), ocr: OcrOptions = OcrOptions(),
-            deadline: float | None = None) -> Extraction:
+            deadline: float | None = None, data: bytes | None = None) -> Extraction:
     """Read ``path`` into cleaned pages; never raises for bad file content.
 
     ``ocr`` says when PDF pages are read with Tesseract; ``deadline`` (``time.monotonic()``) is
-    when the file's time runs out: OCR stops short of it and keeps the pages read so far."""
+    when the file's time runs out: OCR stops short of it and keeps the pages read so far.
+    ``data``: the file's bytes when they were read elsewhere (``path`` then only names its kind)."""
     kind = kind_of(path)
     if kind is None:
         suffix = path.suffix.lower() or "(no suffix)"
@@ -68,10 +69,11 @@ def extract(path: Path, *, passwords: Sequence[str] = (), ocr: OcrOptions = OcrO
             "", status="unsupported", message=f"unsupported file type {suffix}; docqa reads "
             + ", ".join(sorted(SUPPORTED))
         )
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        return Extraction(kind, status="corrupt", message=f"cannot read: {err.strerror or err}")
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            return Extraction(kind, status="corrupt", message=f"cannot read: {err.strerror or err}")
     if kind == "pdf":
         return _extract_pdf(data, passwords, ocr, deadline)
     if kind in _PACKAGES:

@@ -1,10 +1,13 @@
 """Indexing: walk folders, skip what is unchanged, extract in killable workers, write.
 
-Extraction and splitting run in worker processes (pebble) so both cores work and a hostile file
-that loops (even inside C code) or balloons in memory is killed on its own: per-file timeout,
-per-worker address-space cap. All writes stay in this process, one transaction per document,
-and Ctrl-C is held back while one is being written. Folders are walked lazily and only a few
-files are in flight, so 50,000 files stream.
+One pipeline, pluggable executors. The driver (this module's ``Indexer``) walks the paths,
+decides what to (re)extract and is the only SQLite writer: one transaction per document, Ctrl-C
+held back while one is written. An ``Executor`` only maps ``extract_and_split`` over the files
+it is given: ``LocalExecutor`` in this machine's worker processes, ``docqa.distributed``'s
+``RayExecutor`` on a Ray cluster. Either way each file runs in a ``Sandbox`` worker (pebble) with
+a per-file timeout and address-space cap, so a hostile file that loops (even inside C code) or
+balloons in memory is killed on its own. Folders are walked lazily and only a few files are in
+flight, so 50,000 files stream.
 """
 
 from __future__ import annotations
@@ -21,25 +24,22 @@ import stat as stat_mod
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol, TypeVar
 
 from docqa import ocr
 from docqa.errors import DocQAError
 from docqa.extract import extract, kind_of
 from docqa.split import split_pages
 from docqa.store import DocumentRow, Store, index_error
-from docqa.types import PROBLEM_STATUSES, FileResult, IndexReport, Limits, OcrOptions, Passage
-
-if TYPE_CHECKING:
-    from pebble import ProcessPool
+from docqa.types import DEFAULT_TIMEOUT_S, PROBLEM_STATUSES, FileResult, IndexReport, Limits, OcrOptions, Passage
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ class _Outcome(NamedTuple):
     passages: tuple[Passage, ...] = ()
     ocr_pages: tuple[int, ...] = ()  # see ``Extraction``
     ocr: str = ""
+
+
+J = TypeVar("J")  # what the driver tracks for a task; executors carry it through untouched
 
 
 class PathNotFound(DocQAError):
@@ -136,17 +139,39 @@ def _limit_memory(extra_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _extract_and_split(path: str, passwords: tuple[str, ...], words: int, overlap: int,
-                       ocr_options: OcrOptions, timeout_s: float) -> _Outcome:
-    """Runs in a worker. OCR stops a little before the per-file limit would kill the worker,
-    so a long scan keeps the pages it read."""
-    deadline = time.monotonic() + timeout_s - max(1.0, 0.05 * timeout_s)
+@dataclass(frozen=True)
+class ExtractOptions:
+    """How every file of a run is extracted and split; travels with each task to any executor."""
+
+    passwords: tuple[str, ...] = ()
+    words: int = 120
+    overlap: int = 30
+    ocr: OcrOptions = OcrOptions()
+    timeout_s: float = DEFAULT_TIMEOUT_S  # the per-file limit: OCR stops short of it
+
+
+@dataclass(frozen=True)
+class ExtractTask:
+    """One file to extract: read from ``path``, or from ``data`` when its bytes were shipped
+    with the task (a file only on the driver's disk, extracted on another machine)."""
+
+    path: str
+    options: ExtractOptions
+    data: bytes | None = None
+
+
+def extract_and_split(task: ExtractTask) -> _Outcome:
+    """The one extraction function every executor runs (in a sandboxed worker process). OCR
+    stops a little before the per-file limit would kill the worker, so a long scan keeps the
+    pages it read."""
+    o = task.options
+    deadline = time.monotonic() + o.timeout_s - max(1.0, 0.05 * o.timeout_s)
     try:
-        ex = extract(Path(path), passwords=passwords, ocr=ocr_options, deadline=deadline)
-        key = ex.ocr + _limits_mark(timeout_s, ocr_options) if ex.ocr.endswith(ocr.PARTIAL) else ex.ocr
+        ex = extract(Path(task.path), passwords=o.passwords, ocr=o.ocr, deadline=deadline, data=task.data)
+        key = ex.ocr + _limits_mark(o.timeout_s, o.ocr) if ex.ocr.endswith(ocr.PARTIAL) else ex.ocr
         if ex.status != "ok":
             return _Outcome(ex.status, ex.message, ocr=key)
-        passages = tuple(split_pages(ex.pages, words=words, overlap=overlap))
+        passages = tuple(split_pages(ex.pages, words=o.words, overlap=o.overlap))
         return _Outcome("ok", ex.message, ex.pages, passages, ex.ocr_pages, key)
     except MemoryError:
         return _Outcome("too-large", _OUT_OF_MEMORY)
@@ -162,15 +187,117 @@ _OUT_OF_MEMORY = ("extraction needed more memory than the per-file cap (a decomp
                   "or a huge page); docqa skipped it")
 
 
+class Sandbox:
+    """Worker processes that run ``extract_and_split`` under the per-file limits: a file that
+    overruns the time limit is killed (``timeout``), one that crashes its worker is ``corrupt``,
+    one that balloons past the memory cap is ``too-large``. The local executor feeds one with
+    every core; each Ray task runs its file in a one-worker sandbox of its own node."""
+
+    def __init__(self, workers: int, limits: Limits) -> None:
+        from pebble import ProcessPool
+
+        self.limits = limits
+        # forkserver: workers start clean even if this process holds threads (torch, Ray) or
+        # a large heap; fork from a threaded parent can deadlock. The server imports the
+        # extractors once, so each worker (and each later run in this process) starts at once.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["docqa.indexer"])
+        self.pool = ProcessPool(max_workers=workers, initializer=_init_worker,
+                                initargs=(limits.memory_bytes,), context=context)
+
+    def submit(self, task: ExtractTask) -> Future[_Outcome]:
+        try:
+            return self.pool.schedule(extract_and_split, args=(task,), timeout=self.limits.timeout_s)
+        except RuntimeError as err:  # pebble: the pool broke (see outcome)
+            raise _workers_failed(err) from err
+
+    def outcome(self, future: Future[_Outcome]) -> _Outcome:
+        from pebble import ProcessExpired
+
+        try:
+            return future.result()
+        except FutureTimeout:
+            return _Outcome("timeout", f"extraction took over {self.limits.timeout_s:g} s and was stopped; "
+                            "it is tried again next run; raise --timeout if the file is just big")
+        except BrokenProcessPool as err:  # a worker died with no task: not this file's fault
+            raise _workers_failed(err) from err
+        except ProcessExpired as err:
+            return _Outcome("corrupt", f"the extractor crashed on this file ({_exit_reason(err.exitcode)}); "
+                            "check that it opens in its usual program")
+        except Exception as err:  # a bug or a library failure on a hostile file: name it, go on
+            log.debug("extraction failed", exc_info=True)
+            first = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+            return _Outcome("corrupt", f"extraction failed ({first}); please report it")
+
+    def close(self, completed: bool) -> None:
+        # Interrupted or failed: kill the workers now (their files get no status).
+        self.pool.close() if completed else self.pool.stop()
+        self.pool.join()
+
+
+class Executor(Protocol):
+    """Where extraction runs: local worker processes (``LocalExecutor``) or a Ray cluster
+    (``docqa.distributed.RayExecutor``). The driver plans and writes; an executor only maps
+    ``extract_and_split`` over the tasks it pulls and streams the outcomes back."""
+
+    # Files up to this many bytes travel as bytes with their task (0: workers read the path).
+    ship_bytes: int
+
+    def run(self, jobs: Iterable[tuple[J, ExtractTask]]) -> Generator[tuple[J, _Outcome], None, None]:
+        """Pull ``jobs`` lazily (planning runs as they are pulled) and yield each job with its
+        outcome, in completion order. Stops its workers when closed early."""
+        ...
+
+
+class LocalExecutor:
+    """Extraction in this machine's worker processes, a bounded number of files in flight."""
+
+    ship_bytes = 0
+
+    def __init__(self, workers: int | None = None, limits: Limits = Limits()) -> None:
+        self.workers = max(1, workers or _default_workers())
+        self.limits = limits
+
+    def run(self, jobs: Iterable[tuple[J, ExtractTask]]) -> Iterator[tuple[J, _Outcome]]:
+        sandbox: Sandbox | None = None  # started on the first file to extract
+        in_flight: dict[Future[_Outcome], tuple[int, J]] = {}
+        completed = False
+        try:
+            for n, (job, task) in enumerate(jobs):
+                sandbox = sandbox or Sandbox(self.workers, self.limits)
+                in_flight[sandbox.submit(task)] = n, job
+                # Bounded look-ahead streams the folder; finishing in completion order keeps
+                # one stuck file from idling the other workers.
+                if len(in_flight) >= 2 * self.workers:
+                    yield from self._finish_some(sandbox, in_flight)
+            while in_flight:
+                yield from self._finish_some(sandbox, in_flight)  # type: ignore[arg-type]
+            completed = True
+        finally:
+            if sandbox is not None:
+                sandbox.close(completed)
+
+    @staticmethod
+    def _finish_some(sandbox: Sandbox, in_flight: dict[Future[_Outcome], tuple[int, J]]
+                     ) -> Iterator[tuple[J, _Outcome]]:
+        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        for future in sorted(done, key=lambda f: in_flight[f][0]):  # the same order every run
+            yield in_flight.pop(future)[1], sandbox.outcome(future)
+
+
 # -- finding files --------------------------------------------------------------------------
 
 
-def sha256_of(path: str) -> str:
+def read_and_hash(path: str, *, keep: bool = False) -> tuple[str, bytes | None]:
+    """The file's sha256, and (with ``keep``) its bytes, read once."""
     h = hashlib.sha256()
+    blocks: list[bytes] = []
     with open(path, "rb") as f:
         while block := f.read(_BLOCK):
             h.update(block)
-    return h.hexdigest()
+            if keep:
+                blocks.append(block)
+    return h.hexdigest(), b"".join(blocks) if keep else None
 
 
 def walk(paths: Sequence[str | os.PathLike[str]]) -> Iterator[_Candidate | _Skip]:
@@ -307,16 +434,22 @@ class Indexer:
         limits: Limits = Limits(),
         ocr: OcrOptions = OcrOptions(),
         progress: Callable[[FileResult], None] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.store = store
         self.ocr = ocr
         self._ocr_key = ""  # the run's ``docqa.ocr.key``, known once Tesseract is checked
         self.passwords = tuple(passwords)
-        self.workers = max(1, workers or _default_workers())
         self.limits = limits
+        self.executor: Executor = executor or LocalExecutor(workers, limits)
         self.progress = progress
-        self.words = int(store.settings.get("passage_words", 120))  # type: ignore[call-overload]
-        self.overlap = int(store.settings.get("overlap_words", 30))  # type: ignore[call-overload]
+        self.options = ExtractOptions(
+            passwords=self.passwords,
+            words=int(store.settings.get("passage_words", 120)),  # type: ignore[call-overload]
+            overlap=int(store.settings.get("overlap_words", 30)),  # type: ignore[call-overload]
+            ocr=ocr,
+            timeout_s=limits.timeout_s,
+        )
         self.files: list[FileResult] = []
         self._seen: set[str] = set()  # index keys of every path this run gave a status
         self._unlisted: list[str] = []  # folders that could not be listed
@@ -345,66 +478,28 @@ class Indexer:
     # -- the pipeline ------------------------------------------------------------------------
 
     def _index(self, found: Iterator[_Candidate | _Skip]) -> None:
-        pool: ProcessPool | None = None  # started on the first file to extract
-        in_flight: dict[Future[_Outcome], _Job] = {}
-        completed = False
-        try:
-            for item in found:
-                if item.key in self._seen:  # reached twice (overlapping paths, linked folders)
-                    continue
-                self._seen.add(item.key)
-                if isinstance(item, _Skip):
-                    self._skip(item)
-                    continue
-                job = self._plan(item)
-                if job is None:
-                    continue
-                pool = pool or self._pool()
-                try:
-                    future = pool.schedule(
-                        _extract_and_split,
-                        args=(item.path, self.passwords, self.words, self.overlap, self.ocr,
-                              self.limits.timeout_s),
-                        timeout=self.limits.timeout_s,
-                    )
-                except RuntimeError as err:  # pebble: the pool broke (see _outcome)
-                    raise _workers_failed(err) from err
-                in_flight[future] = job
-                # Bounded look-ahead streams the folder; finishing in completion order keeps
-                # one stuck file from idling the other workers.
-                if len(in_flight) >= 2 * self.workers:
-                    self._finish_some(in_flight)
-            while in_flight:
-                self._finish_some(in_flight)
-            completed = True
-        finally:
-            if pool is not None:
-                # Interrupted or failed: kill the workers now (their files get no status).
-                pool.close() if completed else pool.stop()
-                pool.join()
+        # closing: stopped early (Ctrl-C, an error), the executor stops its workers at once.
+        with closing(self.executor.run(self._jobs(found))) as outcomes:
+            for (c, sha, old), outcome in outcomes:
+                self._finish(c, sha, old, outcome)
 
-    def _pool(self) -> ProcessPool:
-        from pebble import ProcessPool
+    def _jobs(self, found: Iterator[_Candidate | _Skip]) -> Iterator[tuple[_Job, ExtractTask]]:
+        """The files to extract, planned lazily as the executor pulls them."""
+        for item in found:
+            if item.key in self._seen:  # reached twice (overlapping paths, linked folders)
+                continue
+            self._seen.add(item.key)
+            if isinstance(item, _Skip):
+                self._skip(item)
+                continue
+            planned = self._plan(item)
+            if planned is not None:
+                job, data = planned
+                yield job, ExtractTask(item.path, self.options, data)
 
-        # forkserver: workers start clean even if this process holds threads (torch) or a
-        # large heap; fork from a threaded parent can deadlock. The server imports the
-        # extractors once, so each worker (and each later run in this process) starts at once.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["docqa.indexer"])
-        return ProcessPool(
-            max_workers=self.workers,
-            initializer=_init_worker,
-            initargs=(self.limits.memory_bytes,),
-            context=context,
-        )
-
-    def _finish_some(self, in_flight: dict[Future[_Outcome], _Job]) -> None:
-        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-        for future in sorted(done, key=lambda f: in_flight[f][0].key):
-            self._finish(*in_flight.pop(future), self._outcome(future))
-
-    def _plan(self, c: _Candidate) -> _Job | None:
-        """Decide what to do with a found file; returns a job to extract, or None if done."""
+    def _plan(self, c: _Candidate) -> tuple[_Job, bytes | None] | None:
+        """Decide what to do with a found file: a job to extract (with the file's bytes when
+        the executor ships them), or None when it is done."""
         old = self.store.document(c.key)
         if old is not None and old.size == c.size and old.mtime == c.mtime and not self._retry(old, c):
             self._report_unchanged(c, old)
@@ -414,7 +509,7 @@ class Indexer:
                                 "size cap; raise it with --max-size (in MB)")
             return None
         try:
-            sha = sha256_of(c.path)
+            sha, data = read_and_hash(c.path, keep=c.size <= self.executor.ship_bytes)
         except FileNotFoundError:
             self._vanished(c, old)
             return None
@@ -436,7 +531,7 @@ class Indexer:
                 self._report_indexed(c, old, twin.page_count, self._passage_count(c.key), twin.message,
                                      self.store.ocr_page_count(c.key))
             return None
-        return c, sha, old
+        return (c, sha, old), data
 
     def _retry(self, old: DocumentRow, c: _Candidate) -> bool:
         """An unchanged file that failed last time but may work now, or whose text depends on
@@ -462,28 +557,13 @@ class Indexer:
         cut_short = self._ocr_key + ocr.PARTIAL + _limits_mark(self.limits.timeout_s, self.ocr)
         return old.ocr not in (self._ocr_key, cut_short)
 
-    def _outcome(self, future: Future[_Outcome]) -> _Outcome:
-        from pebble import ProcessExpired
-
-        try:
-            return future.result()
-        except FutureTimeout:
-            return _Outcome("timeout", f"extraction took over {self.limits.timeout_s:g} s and was stopped; "
-                            "it is tried again next run; raise --timeout if the file is just big")
-        except BrokenProcessPool as err:  # a worker died with no task: not this file's fault
-            raise _workers_failed(err) from err
-        except ProcessExpired as err:
-            return _Outcome("corrupt", f"the extractor crashed on this file ({_exit_reason(err.exitcode)}); "
-                            "check that it opens in its usual program")
-        except Exception as err:  # a bug or a library failure on a hostile file: name it, go on
-            log.debug("extraction failed", exc_info=True)
-            first = f"{type(err).__name__}: {err}".splitlines()[0][:200]
-            return _Outcome("corrupt", f"extraction failed ({first}); please report it")
-
     def _finish(self, c: _Candidate, sha: str, old: DocumentRow | None, outcome: _Outcome) -> None:
         status, message, pages, passages, ocr_pages, ocr_key = outcome
         if not os.path.exists(c.path):
             self._vanished(c, old)
+            return
+        if status == "lost":  # no outcome came back: like an unreadable file, retried next run
+            self._write_problem(c, "", "corrupt", message)
             return
         if status != "ok":
             self._write_problem(c, sha, status, message, ocr_key)

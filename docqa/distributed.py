@@ -1,0 +1,152 @@
+"""docqa on a Ray cluster: extraction for ``docqa index --ray``, readers for ``docqa ask --batch --ray``.
+
+Ray is an optional extra (``pip install 'docqa[ray]'``) imported here only, only when asked
+for. Nothing is re-implemented for the cluster: indexing runs the local pipeline (the same
+walk, incremental plan and single SQLite writer on the driver) with ``RayExecutor`` mapping the
+same ``extract_and_split`` over the files with Ray Data, each file in the same ``Sandbox``
+(time limit, memory cap) on its node; batch answering maps a callable class over an actor
+pool, each actor a read-only ``DocQA`` that loads its model once and runs ``read_batch``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from docqa.errors import DocQAError
+from docqa.types import Limits
+
+if TYPE_CHECKING:
+    from docqa.indexer import J, ExtractTask, Sandbox, _Outcome
+
+RAY_MISSING = "--ray needs Ray: pip install 'docqa[ray]'"
+# A task whose Ray worker dies (its node is lost) is run again at most this many times.
+MAX_RETRIES = 3
+# Files up to this size travel with their task when docqa joins a cluster (--ship-max): a file
+# only on the driver's disk is extracted anywhere. Bigger files are read by path on the node.
+DEFAULT_SHIP_MB = 32
+# One Ray Data run covers at most this many files, or this many shipped bytes, so the driver's
+# memory stays bounded on an archive of millions of files.
+CHUNK_FILES = 4096
+CHUNK_BYTES = 256 * 2**20
+
+
+class RayMissing(DocQAError):
+    pass
+
+
+class RayFailed(DocQAError):
+    pass
+
+
+def ray_module() -> Any:
+    # Ray Data logs every run's start and end to stderr; docqa reports runs itself.
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
+    try:
+        import ray
+        import ray.data
+    except ImportError as err:
+        raise RayMissing(RAY_MISSING) from err
+    return ray
+
+
+def connect(address: str | None = None) -> bool:
+    """Join the Ray cluster at ``address`` (``None``: ``$RAY_ADDRESS``, else start a local
+    instance). Returns True when docqa started a local instance (every worker sees this
+    machine's files). A connection already made in this process is reused."""
+    ray = ray_module()
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not ray.is_initialized():
+        try:
+            # "local" always starts a fresh instance: a stale cluster file under the temp
+            # folder cannot send docqa to a cluster it did not ask for.
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise RayFailed(f"cannot connect to Ray at {address or 'a new local instance'} ({err}); "
+                            "check the address (ray status on the head node)") from err
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # docqa draws its own, on stderr
+    ctx.enable_operator_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.max_errored_blocks = -1  # a file whose task ran out of retries gets a status instead
+    return address is None
+
+
+# -- indexing -------------------------------------------------------------------------------
+
+
+_LOST = ("lost", "the Ray workers extracting it died {tries} times (a lost node, or a file that kills "
+         "its worker); it is tried again next run")
+
+
+class RayExecutor:
+    """``Executor`` that maps extraction over a Ray cluster with Ray Data, one CPU per file."""
+
+    def __init__(self, address: str | None = None, *, limits: Limits = Limits(),
+                 ship_mb: float = DEFAULT_SHIP_MB) -> None:
+        local = connect(address)
+        self.limits = limits
+        self.ship_bytes = 0 if local else int(ship_mb * 2**20)
+
+    def run(self, jobs: Iterable[tuple[J, ExtractTask]]) -> Iterator[tuple[J, _Outcome]]:
+        pending = iter(jobs)
+        while True:
+            chunk: list[tuple[J, ExtractTask]] = []
+            shipped = 0
+            for job, task in pending:
+                chunk.append((job, task))
+                shipped += len(task.data or b"")
+                if len(chunk) >= CHUNK_FILES or shipped >= CHUNK_BYTES:
+                    break
+            if not chunk:
+                return
+            yield from self._run_chunk(chunk)
+
+    def _run_chunk(self, chunk: list[tuple[J, ExtractTask]]) -> Iterator[tuple[J, _Outcome]]:
+        from docqa.indexer import _Outcome
+
+        ray = ray_module()
+        rows = [{"i": i, "task": pickle.dumps(task)} for i, (_, task) in enumerate(chunk)]
+        # One file per block: each is its own task, so files spread over every CPU and a
+        # lost node costs only its own files' retries.
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates ray_remote_args without a named replacement for max_retries,
+            # and Ray Data's default (-1) would retry a file that kills its worker forever.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
+                _extract_row, fn_kwargs={"limits": self.limits}, num_cpus=1, max_retries=MAX_RETRIES)
+        waiting = dict(enumerate(job for job, _ in chunk))
+        for row in ds.iter_rows():
+            job = waiting.pop(row["i"], None)
+            if job is not None:  # a block delivered twice (re-run after a node loss) is written once
+                yield job, pickle.loads(row["outcome"])
+        status, message = _LOST
+        for job in waiting.values():
+            yield job, _Outcome(status, message.format(tries=MAX_RETRIES + 1))
+
+
+_sandboxes: dict[Limits, Sandbox] = {}  # per Ray worker process, reused by its later tasks
+
+
+def _extract_row(row: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    """Runs in a Ray worker: one file in this node's sandbox."""
+    from docqa.indexer import Sandbox, WorkersFailed, _Outcome
+
+    task: ExtractTask = pickle.loads(row["task"])
+    if task.data is None and not os.path.exists(task.path):
+        outcome = _Outcome(
+            "corrupt", f"not found on Ray node {socket.gethostname()}: put the files where every "
+            "node sees them at the same path, or raise --ship-max to send them with the tasks")
+    else:
+        sandbox = _sandboxes.get(limits) or _sandboxes.setdefault(limits, Sandbox(1, limits))
+        try:
+            outcome = sandbox.outcome(sandbox.submit(task))
+        except WorkersFailed:
+            _sandboxes.pop(limits).close(completed=False)  # the next task starts a fresh one
+            raise
+    return {"i": row["i"], "outcome": pickle.dumps(outcome)}
