@@ -8,20 +8,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from itertools import islice
+from typing import TYPE_CHECKING, TypeVar
 
 from docqa.errors import DocQAError
 from docqa.rank import DEFAULT_MU, DEFAULT_THRESHOLD, rank_answers
 from docqa.retrieve import Retriever, make_retriever
 from docqa.store import DocumentRow, Store, page_of, resolve_index_path, writer_lock
 from docqa.types import (
-    Answer, AskResult, Context, FileResult, Hit, IndexInfo, IndexReport, Limits, OcrOptions, PageText,
-    Reading, SearchResult, Span, Timings,
+    BATCH_QUESTIONS, Answer, AskResult, BatchAnswer, BatchQuestion, Context, FileResult, Hit, IndexInfo, IndexReport,
+    Limits, OcrOptions, PageText, Reading, SearchResult, Span, Timings,
 )
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 # Characters of neighbouring text added on each side of a hit before reading, so an answer cut
 # at a passage edge survives (chosen with `docqa eval`, see docs/evaluation.md).
 DEFAULT_WIDEN = 0
+T = TypeVar("T")
 
 
 class DocumentNotFound(DocQAError):
@@ -97,6 +100,10 @@ class DocQA:
         if self._store is None:
             self._store = Store(self.index_path, readonly=True)
         return self._store
+
+    def reading_args(self) -> dict[str, object]:
+        """What a copy of this ``DocQA`` needs to retrieve and read the same way (Ray actors)."""
+        return dict(self._reader_args, retriever=self.retriever_name, widen=self.widen, threshold=self.threshold)
 
     @property
     def reader_settings(self) -> dict[str, object]:
@@ -232,12 +239,55 @@ class DocQA:
         """Answer several questions; all their windows go through the reader together."""
         return [self.rank(r, top_k=top_k, mu=mu) for r in self.read_batch(questions, passages, paths)]
 
+    def ask_many(self, questions: Iterable[BatchQuestion | str], top_k: int = 3, passages: int = 10,
+                 mu: float | None = None, *, ray: bool | str = False, actors: int | None = None,
+                 gpus_per_actor: float = 0) -> Iterator[BatchAnswer]:
+        """Answer a stream of questions, in their order, ``BATCH_QUESTIONS`` at a time; a bad
+        question gets its error and the rest go on. ``ray``: read on a Ray cluster (True:
+        ``$RAY_ADDRESS`` or a new local instance; a string: that address) with an actor pool
+        of ``actors`` readers (each loads the model once); ranking stays here."""
+        for q, r in self.read_many(questions, passages, ray=ray, actors=actors, gpus_per_actor=gpus_per_actor):
+            yield BatchAnswer(q.id, self.rank(r, top_k=top_k, mu=mu)) if isinstance(r, Reading) else BatchAnswer(q.id, error=r)
+
+    def read_many(self, questions: Iterable[BatchQuestion | str], passages: int = 10, *, ray: bool | str = False,
+                  actors: int | None = None, gpus_per_actor: float = 0
+                  ) -> Iterator[tuple[BatchQuestion, Reading | str]]:
+        """``ask_many`` before ranking: each question with its reading or its error, in order."""
+        items = (BatchQuestion(n, q) if isinstance(q, str) else q for n, q in enumerate(questions, 1))
+        chunks = _chunks(items, BATCH_QUESTIONS)
+        if ray is False:
+            readings = ((chunk, self.read_each(chunk, passages)) for chunk in chunks)
+        else:
+            from docqa.distributed import read_on_ray
+
+            readings = read_on_ray(self, chunks, passages, address=ray or None if isinstance(ray, str) else None,
+                                   actors=actors, gpus_per_actor=gpus_per_actor)
+        for chunk, read in readings:
+            yield from zip(chunk, read)
+
     def read_batch(self, questions: Sequence[str], passages: int = 10,
                    paths: Sequence[str] | None = None) -> list[Reading]:
         """Retrieve and read without ranking (``ask_batch`` = ``rank`` of each): ``docqa eval``
         reads once and re-ranks many times."""
         t0 = time.perf_counter()
         results = [self.search(q, k=passages, paths=paths) for q in questions]
+        return self._read(list(questions), results, t0)
+
+    def read_each(self, questions: Sequence[BatchQuestion], passages: int = 10) -> list[Reading | str]:
+        """``read_batch`` for questions that each have their own paths and may be bad: a bad
+        one gets its error message, the others are read together."""
+        t0 = time.perf_counter()
+        found: list[SearchResult | str] = []
+        for q in questions:
+            try:
+                found.append(self.search(q.question, k=passages, paths=q.paths))
+            except DocQAError as err:
+                found.append(str(err))
+        good = [(q.question, r) for q, r in zip(questions, found) if isinstance(r, SearchResult)]
+        readings = iter(self._read([q for q, _ in good], [r for _, r in good], t0))
+        return [next(readings) if isinstance(r, SearchResult) else r for r in found]
+
+    def _read(self, questions: list[str], results: list[SearchResult], t0: float) -> list[Reading]:
         retrieve_s = (time.perf_counter() - t0) / max(1, len(questions))
         contexts = [[self._context(h) for h in r.hits] for r in results]
         reader = self.reader
@@ -247,7 +297,7 @@ class DocQA:
             reader.load()
             load_s = time.perf_counter() - t1
         t2 = time.perf_counter()
-        spans = reader.read(list(questions), contexts) if any(contexts) else [[] for _ in questions]
+        spans = reader.read(questions, contexts) if any(contexts) else [[] for _ in questions]
         read_s = (time.perf_counter() - t2) / max(1, len(questions))
         timings = Timings(retrieve_s=retrieve_s, read_s=read_s, load_s=load_s)
         return [
@@ -288,3 +338,46 @@ class DocQA:
 
     def _page_of(self, span: Span) -> int:
         return page_of(self._page_starts(span.context.hit.document_id), span.start)
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def batch_questions(lines: Iterable[str], paths: Sequence[str] | None = None) -> Iterator[BatchQuestion | BatchAnswer]:
+    """The questions of a ``docqa ask --batch`` file: one per line, or JSON Lines
+    ``{"id", "question", "paths"?}`` (``paths`` defaults to ``paths``). A line that cannot be
+    a question becomes its error record; blank lines are skipped. Ids default to line numbers."""
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        if not line.startswith("{"):
+            yield BatchQuestion(number, line, tuple(paths) if paths else None)
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as err:
+            yield BatchAnswer(number, error=f"line {number}: not valid JSON ({err}); give a question or "
+                              '{"id": ..., "question": ...}')
+            continue
+        if not isinstance(record, dict):
+            record = {}
+        item_id, question, given = record.get("id", number), record.get("question"), record.get("paths", paths)
+        if not isinstance(question, str) or not (
+            given is None or isinstance(given, (list, tuple)) and all(isinstance(g, str) for g in given)
+        ):
+            yield BatchAnswer(item_id, error=f'line {number}: needs {{"question": "..."}} with an optional '
+                              '"id" and "paths" (a list of globs)')
+            continue
+        yield BatchQuestion(item_id, question, tuple(given) if given else None)
+
+
+def batch_record(answer: BatchAnswer) -> dict[str, object]:
+    """One output line of ``docqa ask --batch``: the ``AskResult`` as ``ask --json`` prints it
+    plus its ``id``, or the ``id`` and the ``error``."""
+    if answer.result is None:
+        return {"id": answer.id, "error": answer.error}
+    return {"id": answer.id, **asdict(answer.result)}

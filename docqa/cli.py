@@ -16,17 +16,17 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
-from docqa.api import DocQA
+from docqa.api import DocQA, batch_questions, batch_record
 from docqa.errors import BadQuestion, DocQAError
 from docqa.evaluate import EvalReport, evaluate, parse_sweep
 from docqa.retrieve import RETRIEVERS
 from docqa.types import (
-    DEFAULT_MAX_MB, DEFAULT_OCR_PAGE_TIMEOUT_S, DEFAULT_TIMEOUT_S, OCR_MODES, PAGE_MEANS, AskResult, FileResult,
-    IndexReport, Limits, OcrOptions, SearchResult,
+    DEFAULT_MAX_MB, DEFAULT_OCR_PAGE_TIMEOUT_S, DEFAULT_TIMEOUT_S, OCR_MODES, PAGE_MEANS, AskResult, BatchQuestion,
+    FileResult, IndexReport, Limits, OcrOptions, SearchResult,
 )
 
 
@@ -70,7 +70,7 @@ retriever_option = click.option(
 ray_option = click.option(
     "--ray", "ray", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
     help="Run on Ray: join the cluster at ADDRESS, or with no value $RAY_ADDRESS, else a new local "
-         "instance (pip install 'docqa[ray]'). Put it after the paths.",
+         "instance (pip install 'docqa[ray]'). Put it after the arguments, or write --ray=ADDRESS.",
 )
 path_option = click.option(
     "--path", "paths", multiple=True, metavar="GLOB",
@@ -89,6 +89,19 @@ def reader_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      default="auto", show_default=True, help="fp16 is for CUDA only."),
         click.option("--threads", type=click.IntRange(min=1), default=None,
                      help="CPU threads for the reader (default: all cores)."),
+    ]):
+        f = option(f)
+    return f
+
+
+def ray_readers_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--ray, and the actor pool of readers that reads the questions there."""
+    for option in reversed([
+        ray_option,
+        click.option("--actors", type=click.IntRange(min=1), default=None,
+                     help="With --ray: readers in the actor pool (default: one per CPU, or per --gpus-per-actor)."),
+        click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                     help="With --ray: GPUs each reader holds."),
     ]):
         f = option(f)
     return f
@@ -328,23 +341,49 @@ def _one_line(text: str, width: int = 300) -> str:
 @click.option("--no-server", is_flag=True,
               help="Read here even when a `docqa serve` on this index and model could answer.")
 @json_option
+@click.option("--batch", "batch", type=click.File("r", encoding="utf-8"), default=None, metavar="FILE",
+              help="Answer every question of FILE ('-': stdin): one per line, or JSON Lines "
+                   '{"id", "question", "paths"?}; prints JSON Lines, one result per question, in order.')
+@click.option("--out", type=click.File("w", encoding="utf-8", lazy=True), default="-", metavar="FILE",
+              help="With --batch: write the results to FILE instead of stdout.")
+@ray_readers_options
+@click.option("-q", "--quiet", is_flag=True, help="With --batch: no progress bar.")
 def ask(question: str | None, index: str | None, top_n: int, passages: int, model: str | None,
         tokenizer: str | None, device: str, precision: str, threads: int | None, max_answer_len: int,
         mu: float | None, threshold: float | None, paths: tuple[str, ...], retriever: str, explain: bool,
-        no_server: bool, as_json: bool) -> None:
+        no_server: bool, as_json: bool, batch: TextIO | None, out: TextIO, ray: str | None, actors: int | None,
+        gpus_per_actor: float, quiet: bool) -> None:
     """Answer QUESTION from the indexed documents, with citations.
 
     QUESTION may come on stdin; with none on a terminal, an interactive prompt keeps the model loaded.
     When a `docqa serve` on this index with the same model and settings is running, the question
     goes to it (the model is already loaded there); the output is the same.
+    With --batch, answers a file of questions (add --ray to read them on a Ray cluster).
     """
     from docqa.handoff import find_server
     from docqa.rank import DEFAULT_MU, DEFAULT_THRESHOLD
 
-    text = _question(question)
+    if batch is None and (ray is not None or actors is not None or gpus_per_actor):
+        raise click.UsageError("--ray, --actors and --gpus-per-actor go with --batch FILE")
+    if batch is not None and question is not None:
+        raise click.UsageError("give a QUESTION or --batch FILE, not both")
+    text = None if batch is not None else _question(question)
     with DocQA(index, model=model, tokenizer=tokenizer, device=device, precision=precision,
                threads=threads, max_answer_len=max_answer_len, retriever=retriever,
                threshold=DEFAULT_THRESHOLD if threshold is None else threshold) as qa:
+        if batch is not None:
+            qa.store  # fail now, with one line, if the index is unusable
+            items = list(batch_questions(batch, paths=paths or None))
+            with _count_progress(quiet, "questions") as progress:
+                answers = qa.ask_many((i for i in items if isinstance(i, BatchQuestion)), top_k=top_n,
+                                      passages=passages, mu=mu, ray=False if ray is None else ray,
+                                      actors=actors, gpus_per_actor=gpus_per_actor)
+                for n, item in enumerate(items, 1):
+                    answer = next(answers) if isinstance(item, BatchQuestion) else item
+                    out.write(json.dumps(batch_record(answer), ensure_ascii=False) + "\n")
+                    if progress is not None:
+                        progress(n, len(items))
+            return
         server = None if no_server else find_server(qa, mu)
 
         def answer(q: str) -> None:
@@ -453,11 +492,13 @@ def _count_progress(quiet: bool, unit: str) -> Iterator[Callable[[int, int], Non
               help="Folder for report.json, predictions.jsonl, predictions.json and PNG plots.")
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@ray_readers_options
 def eval_(dataset: Path, model: str | None, tokenizer: str | None, device: str, precision: str,
           threads: int | None, passages: int, index: str | None, limit: int | None, articles: str | None,
           mu: float | None, mu_sweep: tuple[float, ...] | None, threshold: float | None, widen: int | None,
           passage_words: int | None, overlap_words: int | None, retrieval_only: bool, retriever: str,
-          out: Path | None, as_json: bool, quiet: bool) -> None:
+          out: Path | None, as_json: bool, quiet: bool, ray: str | None, actors: int | None,
+          gpus_per_actor: float) -> None:
     """Measure answer quality on a SQuAD-format DATASET (v1.1 or v2.0).
 
     Indexes every article as one document, then reports retrieval recall@1/5/10/20, open EM/F1
@@ -469,6 +510,7 @@ def eval_(dataset: Path, model: str | None, tokenizer: str | None, device: str, 
             k=passages, index=index, limit=limit, articles=articles, mu=mu, mu_sweep=mu_sweep,
             threshold=threshold, widen=widen, passage_words=passage_words, overlap_words=overlap_words,
             retrieval_only=retrieval_only, retriever=retriever, out=out, progress=progress,
+            ray=False if ray is None else ray, actors=actors, gpus_per_actor=gpus_per_actor,
         )
     _json(report) if as_json else _print_report(report)
 

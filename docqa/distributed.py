@@ -21,7 +21,9 @@ from docqa.errors import DocQAError
 from docqa.types import Limits
 
 if TYPE_CHECKING:
+    from docqa.api import DocQA
     from docqa.indexer import J, ExtractTask, Sandbox, _Outcome
+    from docqa.types import BatchQuestion, Reading
 
 RAY_MISSING = "--ray needs Ray: pip install 'docqa[ray]'"
 # A task whose Ray worker dies (its node is lost) is run again at most this many times.
@@ -150,3 +152,68 @@ def _extract_row(row: dict[str, Any], limits: Limits) -> dict[str, Any]:
             _sandboxes.pop(limits).close(completed=False)  # the next task starts a fresh one
             raise
     return {"i": row["i"], "outcome": pickle.dumps(outcome)}
+
+
+# -- batch answering ------------------------------------------------------------------------
+
+
+def read_on_ray(qa: DocQA, chunks: Iterable[list[BatchQuestion]], passages: int, *, address: str | None = None,
+                actors: int | None = None, gpus_per_actor: float = 0
+                ) -> Iterator[tuple[list[BatchQuestion], list[Reading | str]]]:
+    """``qa.read_each`` of every chunk on an actor pool, yielded in the chunks' order.
+
+    Each actor is a read-only copy of ``qa`` (same index path: it must be where every node
+    sees it) that loads the model once; the chunks are the local batches, so the reader sees
+    the same windows together and gives the same spans."""
+    ray = ray_module()
+    connect(address)
+    chunks = list(chunks)
+    if not chunks:
+        return
+    args = qa.reading_args()
+    cpus = float(args.get("threads") or 1)
+    if actors is None:
+        resources = ray.cluster_resources()
+        actors = int(resources.get("GPU", 0) // gpus_per_actor) if gpus_per_actor else int(resources.get("CPU", 1) // cpus)
+    actors = max(1, min(actors, len(chunks)))
+    rows = [{"i": i, "chunk": pickle.dumps(chunk)} for i, chunk in enumerate(chunks)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # see RayExecutor._run_chunk
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
+            _Reader, fn_constructor_args=(str(qa.index_path.resolve()), args, passages), concurrency=actors,
+            num_cpus=cpus, num_gpus=gpus_per_actor or None, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES)
+    done: dict[int, list[Reading | str]] = {}
+    following = 0
+    try:
+        for row in ds.iter_rows():
+            done[row["i"]] = pickle.loads(row["read"])
+            while following in done:  # in input order, as soon as the next chunk is in
+                yield chunks[following], done.pop(following)
+                following += 1
+    except DocQAError:
+        raise
+    except Exception as err:  # a reader that cannot start (no model, no index on a node)
+        raise RayFailed(f"the Ray readers failed: {_first_line(err)}") from err
+    lost = f"the Ray readers handling it died {MAX_RETRIES + 1} times; ask it again"
+    for i in range(following, len(chunks)):
+        yield chunks[i], done.pop(i, None) or [lost] * len(chunks[i])
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(err).__name__)[:300]
+
+
+class _Reader:
+    """One actor of the pool: a read-only ``DocQA`` over the index; the model loads once."""
+
+    def __init__(self, index: str, args: dict[str, Any], passages: int) -> None:
+        from docqa.api import DocQA
+
+        self.qa = DocQA(index, **args)
+        self.qa.reader.load()
+        self.passages = passages
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        read = self.qa.read_each(pickle.loads(row["chunk"]), self.passages)
+        return {"i": row["i"], "read": pickle.dumps(read)}

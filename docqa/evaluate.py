@@ -19,14 +19,14 @@ import re
 import string
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from docqa.datasets import Article, Question, load_squad, parse_range, questions_of
 from docqa.errors import BadQuestion, DatasetError
-from docqa.types import AskResult, Context, Hit, Reading
+from docqa.types import BATCH_QUESTIONS, AskResult, BatchQuestion, Context, Hit, Reading
 
 if TYPE_CHECKING:
     from docqa.api import DocQA
@@ -36,7 +36,6 @@ _PUNCT = frozenset(string.punctuation)
 
 RECALL_KS = (1, 5, 10, 20)
 CALIBRATION_BINS = 10
-BATCH_QUESTIONS = 32  # questions whose windows go through the reader together
 
 
 # -- metrics (official SQuAD v1.1) -------------------------------------------------------------
@@ -300,13 +299,17 @@ def evaluate(
     retriever: str = "fts5",
     out: str | os.PathLike[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    ray: bool | str = False,
+    actors: int | None = None,
+    gpus_per_actor: float = 0,
 ) -> EvalReport:
     """Evaluate docqa on a SQuAD-format file (see the module docstring).
 
     ``articles`` picks the questions (``slice(40, 48)`` or ``"40:48"``), never the corpus;
     ``limit`` caps them. ``retrieval_only`` needs no model: recall and timing only.
     ``retriever="hybrid"`` first embeds the index's passages (once; the vectors stay in it).
-    ``progress(done, total)`` is called after each batch. With ``out``,
+    ``progress(done, total)`` is called after each batch. ``ray``: read the questions on a Ray
+    cluster (see ``DocQA.ask_many``); the gold paragraphs are read here. With ``out``,
     writes ``report.json``, ``predictions.jsonl``, ``predictions.json`` (the official
     ``{id: answer}`` format) and, when matplotlib is installed, PNG plots.
     """
@@ -331,6 +334,10 @@ def evaluate(
                threads=threads, threshold=threshold, widen=widen, retriever=retriever) as qa:
         if retriever == "hybrid":
             qa.embed()
+        # Read lazily, in the same batches, here or on Ray; recall and ranking stay here.
+        readings = None if retrieval_only else qa.read_many(
+            (BatchQuestion(q.id, q.question) for q in questions), passages=k, ray=ray, actors=actors,
+            gpus_per_actor=gpus_per_actor)
         for start in range(0, len(questions), BATCH_QUESTIONS):
             batch = questions[start:start + BATCH_QUESTIONS]
             t0 = time.perf_counter()
@@ -341,7 +348,7 @@ def evaluate(
                                          hit_rank=_hit_rank(q, hits or ()), retrieve_s=retrieve_s)
                             for q, hits in zip(batch, found))
             else:
-                for q, reading, hits, gold in read_questions(qa, batch, found, k, titles):
+                for q, reading, hits, gold in read_questions(qa, batch, found, k, titles, readings):
                     rows.append(_question_eval(qa, q, reading, hits, gold, mu))
                     sweep_scores.append([_scores(q, qa.rank(reading, mu=m, threshold=-math.inf)) for m in sweep])
             if progress is not None:
@@ -357,15 +364,17 @@ def evaluate(
 
 
 def read_questions(qa: DocQA, batch: Sequence[Question], found: Sequence[tuple[Hit, ...] | None], k: int,
-                   titles: dict[int, str]) -> Iterable[tuple[Question, Reading, tuple[Hit, ...], str]]:
+                   titles: dict[int, str], readings: Iterator[tuple[BatchQuestion, Reading | str]] | None = None,
+                   ) -> Iterable[tuple[Question, Reading, tuple[Hit, ...], str]]:
     """Each question with its reading of ``k`` passages (empty when it had nothing to search),
     its ``found`` passages (``recall_hits``) and the reader's answer from its gold paragraph
-    alone: the raw material of a run, which sweeps re-rank without re-reading."""
-    readings = iter(qa.read_batch([q.question for q, h in zip(batch, found) if h is not None], passages=k))
+    alone: the raw material of a run, which sweeps re-rank without re-reading. ``readings``:
+    the batch's next items of a ``DocQA.read_many`` over all questions (e.g. on Ray)."""
+    if readings is None:
+        readings = qa.read_many([BatchQuestion(q.id, q.question) for q in batch], passages=k)
     golds = _read_gold(qa, batch, titles)
-    for q, hits, gold in zip(batch, found, golds):
-        reading = next(readings) if hits is not None else Reading(q.question, (), (), ())
-        yield q, reading, hits or (), gold
+    for q, hits, gold, (_, reading) in zip(batch, found, golds, readings):
+        yield q, reading if isinstance(reading, Reading) else Reading(q.question, (), (), ()), hits or (), gold
 
 
 def recall_hits(qa: DocQA, q: Question) -> tuple[Hit, ...] | None:

@@ -95,6 +95,9 @@ PAGE_MEANS = {
     "txt": "whole file",
 }
 
+# Questions whose windows go through the reader together (``ask_many``, ``docqa eval``).
+BATCH_QUESTIONS = 32
+
 DEFAULT_MAX_MB = 200
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MEMORY_MB = 2048
@@ -284,3 +287,23 @@ class AskResult:
 
     def __getitem__(self, i: int) -> Answer:
         return self.answers[i]
+
+
+@dataclass(frozen=True)
+class BatchQuestion:
+    """One line of ``docqa ask --batch``: a question, its id, and optionally the path globs
+    it is asked of (like ``--path``)."""
+
+    id: str | int
+    question: str
+    paths: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    """What ``DocQA.ask_many`` gives for one ``BatchQuestion``: its result, or why there is
+    none (a bad question, a bad input line); one line of ``docqa ask --batch``'s output."""
+
+    id: str | int
+    result: AskResult | None = None
+    error: str = ""
