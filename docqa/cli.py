@@ -121,6 +121,26 @@ def cli(verbose: int) -> None:
 
 
 @contextmanager
+def _on_ray(ray: str | None) -> Iterator[None]:
+    """With --ray: while the run lasts, Ray's driver thread prints cluster events (a node that
+    died) to sys.stdout; they go to stderr so stdout carries results only. Leaves the cluster
+    after the run (a local instance docqa started stops)."""
+    if ray is None:
+        yield
+        return
+    from docqa.distributed import disconnect
+
+    stdout, sys.stdout = sys.stdout, sys.stderr
+    try:
+        yield
+    finally:
+        try:
+            disconnect()
+        finally:
+            sys.stdout = stdout
+
+
+@contextmanager
 def _progress(quiet: bool) -> Iterator[Callable[[FileResult], None] | None]:
     if quiet or not sys.stderr.isatty():
         yield None
@@ -212,7 +232,7 @@ def index(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...]
     """
     passwords, limits = _index_settings(passwords, passwords_file, max_size, timeout)
     with DocQA(index) as qa:
-        with _progress(quiet) as progress:
+        with _on_ray(ray), _progress(quiet) as progress:
             report = qa.index(list(paths), passwords=passwords, workers=workers, limits=limits,
                               ocr=OcrOptions(ocr_mode, ocr_lang, ocr_timeout), progress=progress,
                               ray=False if ray is None else ray, ship_mb=ship_max)
@@ -374,7 +394,7 @@ def ask(question: str | None, index: str | None, top_n: int, passages: int, mode
         if batch is not None:
             qa.store  # fail now, with one line, if the index is unusable
             items = list(batch_questions(batch, paths=paths or None))
-            with _count_progress(quiet, "questions") as progress:
+            with _on_ray(ray), _count_progress(quiet, "questions") as progress:
                 answers = qa.ask_many((i for i in items if isinstance(i, BatchQuestion)), top_k=top_n,
                                       passages=passages, mu=mu, ray=False if ray is None else ray,
                                       actors=actors, gpus_per_actor=gpus_per_actor)
@@ -504,7 +524,7 @@ def eval_(dataset: Path, model: str | None, tokenizer: str | None, device: str, 
     Indexes every article as one document, then reports retrieval recall@1/5/10/20, open EM/F1
     (the full pipeline), gold-paragraph EM/F1 (the reader alone) and time per question.
     """
-    with _count_progress(quiet, "questions") as progress:
+    with _on_ray(ray), _count_progress(quiet, "questions") as progress:
         report = evaluate(
             dataset, model=model, tokenizer=tokenizer, device=device, precision=precision, threads=threads,
             k=passages, index=index, limit=limit, articles=articles, mu=mu, mu_sweep=mu_sweep,

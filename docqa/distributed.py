@@ -79,6 +79,13 @@ def connect(address: str | None = None) -> bool:
     return address is None
 
 
+def disconnect() -> None:
+    """Leave the cluster (a local instance docqa started stops)."""
+    ray = ray_module()
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 # -- indexing -------------------------------------------------------------------------------
 
 

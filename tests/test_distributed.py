@@ -142,10 +142,11 @@ def test_ray_index_equals_the_local_index_even_when_a_node_dies_and_a_rerun_send
     finally:
         cluster.add_node(num_cpus=1, object_store_memory=STORE_MB * 2**20)
         cluster.wait_for_nodes()
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0 and out, err
     assert_same_index(db, reference)
     first = {f["path"]: f["status"] for f in json.loads(out)["files"]}
     again = run_docqa("index", folder, "-i", db, "-q", "--json", "--ray", cluster.address)
+    assert again.returncode == 0, again.stderr
     # Nothing re-extracted: indexed files are unchanged, problem files keep their status.
     assert {f["path"]: f["status"] for f in json.loads(again.stdout)["files"]} == {
         path: "unchanged" if status == "indexed" else status for path, status in first.items()}
