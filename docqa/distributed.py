@@ -177,8 +177,10 @@ def read_on_ray(qa: DocQA, chunks: Iterable[list[BatchQuestion]], passages: int,
     chunks = list(chunks)
     if not chunks:
         return
+    # Each actor reads with as many torch threads as the CPUs it holds (--threads, default 1),
+    # so several actors on a node do not fight over its cores.
     args = qa.reading_args()
-    cpus = float(args.get("threads") or 1)
+    cpus = args["threads"] = int(args.get("threads") or 1)  # type: ignore[call-overload]
     if actors is None:
         resources = ray.cluster_resources()
         actors = int(resources.get("GPU", 0) // gpus_per_actor) if gpus_per_actor else int(resources.get("CPU", 1) // cpus)
