@@ -98,7 +98,7 @@ def corpus(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     for n in range(3):
         (folder / "notes" / f"essay-{n}.md").write_text(essay(n), encoding="utf-8")
     reference = folder.parent / "reference.db"
-    assert invoke_json("index", folder, "-i", reference, "-q")["failed"] == 13
+    assert invoke_json("index", folder, "-i", reference, "-q")["added"] >= 20
     return folder, reference
 
 
