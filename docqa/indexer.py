@@ -288,6 +288,10 @@ class LocalExecutor:
 # -- finding files --------------------------------------------------------------------------
 
 
+def sha256_of(path: str) -> str:
+    return read_and_hash(path)[0]
+
+
 def read_and_hash(path: str, *, keep: bool = False) -> tuple[str, bytes | None]:
     """The file's sha256, and (with ``keep``) its bytes, read once."""
     h = hashlib.sha256()
