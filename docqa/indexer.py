@@ -21,6 +21,7 @@ import resource
 import signal
 import sqlite3
 import stat as stat_mod
+import sys
 import threading
 import time
 import warnings
@@ -71,9 +72,34 @@ class WorkersFailed(DocQAError):
 def _workers_failed(err: BaseException) -> WorkersFailed:
     return WorkersFailed(
         f"the extraction processes stopped unexpectedly ({err}); what was indexed is kept, re-run "
-        "to continue. From your own script, call docqa under `if __name__ == \"__main__\":` "
-        "(worker processes import the main module)"
+        "to continue"
     )
+
+
+@contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """Workers started meanwhile do not re-run the caller's script.
+
+    A forkserver (or spawn) child re-imports the parent's ``__main__`` from its ``__file__`` or
+    ``__spec__``: a plain script that calls ``DocQA.index`` without an ``if __name__ ==
+    "__main__":`` guard would index again in every worker. The workers need nothing from
+    ``__main__`` (their functions live in this module), so it is hidden while the pool lives.
+    A REPL or a notebook has neither attribute: nothing changes there.
+    """
+    main = sys.modules.get("__main__")
+    file, spec = getattr(main, "__file__", None), getattr(main, "__spec__", None)
+    if main is None or (file is None and spec is None):
+        yield
+        return
+    if file is not None:
+        del main.__file__
+    main.__spec__ = None  # multiprocessing reads it, so it must exist
+    try:
+        yield
+    finally:
+        main.__spec__ = spec
+        if file is not None:
+            main.__file__ = file
 
 
 @dataclass(frozen=True)
@@ -483,7 +509,8 @@ class Indexer:
 
     def _index(self, found: Iterator[_Candidate | _Skip]) -> None:
         # closing: stopped early (Ctrl-C, an error), the executor stops its workers at once.
-        with closing(self.executor.run(self._jobs(found))) as outcomes:
+        # _main_not_rerun: a worker may be (re)started at any time while the executor runs.
+        with _main_not_rerun(), closing(self.executor.run(self._jobs(found))) as outcomes:
             for (c, sha, old), outcome in outcomes:
                 self._finish(c, sha, old, outcome)
 
