@@ -38,11 +38,11 @@ from docqa.evaluate import (  # noqa: E402
     f1,
     has_answer,
     index_settings,
-    normalize_answer,
     read_questions,
     recall_hits,
     select_questions,
 )
+from docqa.normalize import normalize_answer  # noqa: E402
 from docqa.rank import rank_answers, reader_scale  # noqa: E402
 from docqa.types import Reading  # noqa: E402
 

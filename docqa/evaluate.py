@@ -15,8 +15,6 @@ import hashlib
 import json
 import math
 import os
-import re
-import string
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,27 +24,17 @@ from typing import TYPE_CHECKING
 
 from docqa.datasets import Article, Question, load_squad, parse_range, questions_of
 from docqa.errors import BadQuestion, DatasetError
+from docqa.normalize import normalize_answer
 from docqa.types import BATCH_QUESTIONS, AskResult, BatchQuestion, Context, Hit, Reading
 
 if TYPE_CHECKING:
     from docqa.api import DocQA
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = frozenset(string.punctuation)
 
 RECALL_KS = (1, 5, 10, 20)
 CALIBRATION_BINS = 10
 
 
 # -- metrics (official SQuAD v1.1) -------------------------------------------------------------
-
-
-def normalize_answer(s: str) -> str:
-    """Lower text and remove punctuation, articles and extra whitespace (SQuAD v1.1 script)."""
-    s = s.lower()
-    s = "".join(ch for ch in s if ch not in _PUNCT)
-    s = _ARTICLES.sub(" ", s)
-    return " ".join(s.split())
 
 
 def exact_match(prediction: str, gold: str) -> float:
@@ -524,7 +512,9 @@ def write_outputs(report: EvalReport, rows: Sequence[QuestionEval], out: Path) -
             f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
     (out / "predictions.json").write_text(
         json.dumps({r.id: r.prediction for r in rows}, ensure_ascii=False, indent=1), encoding="utf-8")
-    files = [out / "predictions.jsonl", out / "predictions.json", *write_plots(report, rows, out)]
+    answerable = [r for r in rows if r.answers]
+    curve = [recall_at(answerable, k) for k in range(1, max(RECALL_KS) + 1)]
+    files = [out / "predictions.jsonl", out / "predictions.json", *write_plots(report, curve, out)]
     report = replace(report, files=tuple(str(p) for p in [out / "report.json", *files]))
     (out / "report.json").write_text(json.dumps(asdict(report), ensure_ascii=False, indent=2), encoding="utf-8")
     return report

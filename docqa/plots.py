@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from docqa.evaluate import EvalReport, QuestionEval
-
-MAX_K = 20
+    from docqa.evaluate import EvalReport
 
 
-def write_plots(report: EvalReport, rows: Sequence[QuestionEval], out: Path) -> list[Path]:
-    """The plots that apply to this report, written into ``out``; [] without matplotlib."""
+def write_plots(report: EvalReport, recall_curve: Sequence[float], out: Path) -> list[Path]:
+    """The plots that apply to this report, written into ``out``; [] without matplotlib.
+    ``recall_curve[k - 1]`` is recall@k (%)."""
     try:
         import matplotlib
 
@@ -25,7 +24,7 @@ def write_plots(report: EvalReport, rows: Sequence[QuestionEval], out: Path) -> 
         import matplotlib.pyplot as plt
     except ImportError:
         return []
-    written = [_recall_curve(plt, report, rows, out / "recall_at_k.png")]
+    written = [_recall_curve(plt, report, recall_curve, out / "recall_at_k.png")]
     if report.mu_sweep:
         written.append(_mu_curve(plt, report, out / "f1_vs_mu.png"))
     if report.calibration:
@@ -40,16 +39,13 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
     return path
 
 
-def _recall_curve(plt: Any, report: EvalReport, rows: Sequence[QuestionEval], path: Path) -> Path:
-    from docqa.evaluate import recall_at
-
-    answerable = [r for r in rows if r.answers]
-    ks = list(range(1, MAX_K + 1))
+def _recall_curve(plt: Any, report: EvalReport, recall_curve: Sequence[float], path: Path) -> Path:
+    ks = list(range(1, len(recall_curve) + 1))
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(ks, [recall_at(answerable, k) for k in ks], marker="o", markersize=3)
+    ax.plot(ks, recall_curve, marker="o", markersize=3)
     ax.axvline(report.k, color="grey", linestyle=":", label=f"passages read (k={report.k})")
     ax.set(xlabel="k (passages retrieved)", ylabel="recall@k (%)", ylim=(0, 100), xticks=[1, 5, 10, 15, 20],
-           title=f"Retrieval recall ({len(answerable)} questions)")
+           title=f"Retrieval recall ({report.answerable} questions)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     return _save(plt, fig, path)

@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from docqa.evaluate import normalize_answer
+from docqa.normalize import normalize_answer
 from docqa.types import Answer, Citation, Hit, Span
 
 # Defaults chosen with `docqa eval` (see docs/evaluation.md).

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from docqa.errors import DatasetError
+from docqa.normalize import normalize_answer
 from docqa.evaluate import (
     QuestionEval,
     best_over_golds,
@@ -19,7 +20,6 @@ from docqa.evaluate import (
     exact_match,
     f1,
     has_answer,
-    normalize_answer,
     parse_sweep,
 )
 
