@@ -45,24 +45,28 @@ def shared_data() -> Path:
     return DATA
 
 
+@pytest.fixture(scope="session")
+def cased_vocab() -> Path:
+    """The cased BERT vocabulary every tiny model is built with."""
+    if not CASED_VOCAB.is_dir():
+        pytest.skip(f"{CASED_VOCAB} is absent (the shared test material sits beside the project)")
+    return CASED_VOCAB
+
+
 # --- tiny QA models (tests/tinymodels.py): built once per session, loaded via from_pretrained ---
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, cased_vocab: Path) -> Path:
     """A random-weight tiny BertForQuestionAnswering + cased tokenizer saved in a folder."""
     from tinymodels import build_tiny_random
 
-    if not CASED_VOCAB.is_dir():
-        pytest.skip(f"{CASED_VOCAB} is absent (the shared test material sits beside the project)")
     return build_tiny_random(tmp_path_factory.mktemp("tiny-random"))
 
 
 @pytest.fixture(scope="session")
-def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, cased_vocab: Path) -> Path:
     """A tiny QA model trained here on templated facts (see tests.tinymodels.FactGenerator)."""
     from tinymodels import train_tiny_qa
 
-    if not CASED_VOCAB.is_dir():
-        pytest.skip(f"{CASED_VOCAB} is absent (the shared test material sits beside the project)")
     return train_tiny_qa(tmp_path_factory.mktemp("tiny-trained"))

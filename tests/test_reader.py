@@ -280,17 +280,17 @@ def test_uncached_model_with_unreachable_hub_fails_fast(tmp_path: Path, monkeypa
         assert "cannot be reached" in message or endpoint.startswith("http://10.")
 
 
-def test_folders_that_are_not_qa_models_are_refused(tmp_path: Path) -> None:
+def test_folders_that_are_not_qa_models_are_refused(tmp_path: Path, cased_vocab: Path) -> None:
     from transformers import BertConfig, BertModel
 
     from tinymodels import tiny_config
 
     assert "does not exist" in one_line_error(Reader(model=str(tmp_path / "missing")))
     (tmp_path / "empty").mkdir()
-    assert "no config.json" in one_line_error(Reader(model=str(tmp_path / "empty"), tokenizer=str(CASED_VOCAB)))
+    assert "no config.json" in one_line_error(Reader(model=str(tmp_path / "empty"), tokenizer=str(cased_vocab)))
     config: BertConfig = tiny_config()
     BertModel(config).save_pretrained(str(tmp_path / "encoder"))
-    shutil.copy(CASED_VOCAB / "vocab.txt", tmp_path / "encoder")
+    shutil.copy(cased_vocab / "vocab.txt", tmp_path / "encoder")
     assert "not an extractive question-answering model" in one_line_error(Reader(model=str(tmp_path / "encoder")))
 
 
