@@ -186,3 +186,23 @@ def test_kill_9_mid_run_leaves_a_valid_index_that_a_rerun_completes(tmp_path: Pa
     rerun = invoke_json("index", str(folder), "-i", str(index), "-q")
     assert rerun["added"] == 40 - len(killed) and rerun["unchanged"] == len(killed)
     assert content(index) == content(reference)
+
+
+def test_indexing_from_a_plain_script_without_a_main_guard(tmp_path: Path) -> None:
+    """Worker processes must not re-run the caller's script (it would index again in each)."""
+    import sys
+
+    (tmp_path / "docs").mkdir()
+    for i in range(3):
+        (tmp_path / "docs" / f"{i}.txt").write_text(f"Document {i} says the lighthouse was built in 18{i}0.")
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from docqa import DocQA\n"
+        f"with DocQA({str(tmp_path / 'ix.db')!r}) as qa:\n"
+        f"    report = qa.index([{str(tmp_path / 'docs')!r}], workers=2)\n"
+        "    print('INDEXED', report.added, report.failed)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["INDEXED 3 0"] and "Traceback" not in proc.stderr
