@@ -44,18 +44,57 @@ class _Group(click.Group):
             ) from err
 
 
-def _json(obj: Any) -> None:
+def _json(obj: Any, one_line: bool = False) -> None:
     data = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    click.echo(json.dumps(data, ensure_ascii=False, indent=None if one_line else 2))
 
 
-def _question(question: str | None) -> str | None:
-    """The question argument, else stdin when it is not a terminal; None means 'prompt'."""
+def _questions(question: str | None) -> list[str] | None:
+    """The question argument, else each non-empty line of stdin when it is not a terminal (one
+    question per line); None means 'prompt'."""
     if question is not None:
-        return question
+        return [question]
     if not sys.stdin.isatty():
-        return sys.stdin.read().strip()
+        lines = [line.strip() for line in sys.stdin.read().splitlines()]
+        return [line for line in lines if line] or [""]  # nothing at all: the empty-question error
     return None
+
+
+class _QuestionCommand(click.Command):
+    """A question that starts with "-" ("-40 degrees is how cold?") is the question, not an
+    unknown option: no ``--`` needed. Option values ("--threshold -1") stay values."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        names = {n for p in self.get_params(ctx) if isinstance(p, click.Option) for n in p.opts + p.secondary_opts}
+        takes_value = {n for p in self.get_params(ctx) if isinstance(p, click.Option) and not p.is_flag
+                       and not p.count for n in p.opts}
+        value_next = False
+        for i, arg in enumerate(args):
+            if arg == "--":
+                break
+            if value_next:
+                value_next = False
+                continue
+            name = arg.split("=", 1)[0]
+            if name in names:
+                value_next = name in takes_value and "=" not in arg
+            elif not arg.startswith("--") and arg[:2] in takes_value and " " not in arg:  # -k5
+                pass
+            elif arg.startswith("-") and arg != "-":
+                args = [*args[:i], *args[i + 1:], "--", arg]
+                break
+        return super().parse_args(ctx, args)
+
+
+def _each_question(texts: list[str], answer: Callable[[str], Any], as_json: bool) -> None:
+    """Answers each question; several (stdin lines) get a heading each, or with ``--json`` one
+    JSON object per line (JSON Lines)."""
+    for text in texts:
+        if len(texts) > 1 and not as_json:
+            click.echo(click.style(f"? {text}", bold=True))
+        result = answer(text)
+        if as_json:
+            _json(result, one_line=len(texts) > 1)
 
 
 index_option = click.option(
@@ -312,7 +351,7 @@ def info(index: str | None, as_json: bool) -> None:
 # -- search / ask ---------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(cls=_QuestionCommand)
 @click.argument("question", required=False)
 @index_option
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Passages to return.")
@@ -321,13 +360,18 @@ def info(index: str | None, as_json: bool) -> None:
 @json_option
 def search(question: str | None, index: str | None, k: int, retriever: str,
            paths: tuple[str, ...], as_json: bool) -> None:
-    """Show the passages that best match QUESTION (BM25). QUESTION may come on stdin."""
-    text = _question(question)
-    if text is None:
+    """Show the passages that best match QUESTION (BM25). QUESTION may come on stdin, one per line."""
+    texts = _questions(question)
+    if texts is None:
         raise click.UsageError("give a question, e.g. docqa search 'who wrote the report?'")
     with DocQA(index, retriever=retriever) as qa:
-        result = qa.search(text, k=k, paths=list(paths) or None)
-    _json(result) if as_json else _print_hits(result)
+        def one(text: str) -> SearchResult:
+            result = qa.search(text, k=k, paths=list(paths) or None)
+            if not as_json:
+                _print_hits(result)
+            return result
+
+        _each_question(texts, one, as_json)
 
 
 def _print_hits(result: SearchResult) -> None:
@@ -344,7 +388,7 @@ def _one_line(text: str, width: int = 300) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-@cli.command()
+@cli.command(cls=_QuestionCommand)
 @click.argument("question", required=False)
 @index_option
 @click.option("-n", "top_n", type=click.IntRange(min=1), default=3, show_default=True, help="Answers to return.")
@@ -375,9 +419,10 @@ def ask(question: str | None, index: str | None, top_n: int, passages: int, mode
         gpus_per_actor: float, quiet: bool) -> None:
     """Answer QUESTION from the indexed documents, with citations.
 
-    QUESTION may come on stdin; with none on a terminal, an interactive prompt keeps the model loaded.
-    When a `docqa serve` on this index with the same model and settings is running, the question
-    goes to it (the model is already loaded there); the output is the same.
+    QUESTION may come on stdin, one per line (with --json: one JSON object per line); with none
+    on a terminal, an interactive prompt keeps the model loaded. When a `docqa serve` on this
+    index with the same model and settings is running, the question goes to it (the model is
+    already loaded there); the output is the same.
     With --batch, answers a file of questions (add --ray to read them on a Ray cluster).
     """
     from docqa.handoff import find_server
@@ -387,7 +432,7 @@ def ask(question: str | None, index: str | None, top_n: int, passages: int, mode
         raise click.UsageError("--ray, --actors and --gpus-per-actor go with --batch FILE")
     if batch is not None and question is not None:
         raise click.UsageError("give a QUESTION or --batch FILE, not both")
-    text = None if batch is not None else _question(question)
+    texts = None if batch is not None else _questions(question)
     with DocQA(index, model=model, tokenizer=tokenizer, device=device, precision=precision,
                threads=threads, max_answer_len=max_answer_len, retriever=retriever,
                threshold=DEFAULT_THRESHOLD if threshold is None else threshold) as qa:
@@ -406,15 +451,16 @@ def ask(question: str | None, index: str | None, top_n: int, passages: int, mode
             return
         server = None if no_server else find_server(qa, mu)
 
-        def answer(q: str) -> None:
+        def answer(q: str) -> AskResult:
             result = server.ask(q, top_n, passages, paths) if server is not None else None
             if result is None:
                 result = qa.ask(q, top_k=top_n, passages=passages, paths=list(paths) or None, mu=mu)
-            explain_mu = (DEFAULT_MU if mu is None else mu) if explain else None
-            _json(result) if as_json else _print_answers(result, explain_mu)
+            if not as_json:
+                _print_answers(result, (DEFAULT_MU if mu is None else mu) if explain else None)
+            return result
 
-        if text is not None:
-            answer(text)
+        if texts is not None:
+            _each_question(texts, answer, as_json)
             return
         qa.store  # fail now, not after the first question, if the index is unusable
         while True:
@@ -425,7 +471,7 @@ def ask(question: str | None, index: str | None, top_n: int, passages: int, mode
             if q.strip() in ("", "exit", "quit"):
                 break
             try:
-                answer(q)
+                _each_question([q], answer, as_json)
             except BadQuestion as err:
                 click.echo(f"Error: {err}", err=True)
 
@@ -433,6 +479,9 @@ def ask(question: str | None, index: str | None, top_n: int, passages: int, mode
 def _print_answers(result: AskResult, explain_mu: float | None) -> None:
     """Human output; with ``explain_mu`` set, each score is shown as its two weighted parts."""
     if result.abstained:
+        if not result.passages:
+            click.echo("not found: no passage of the indexed documents matches the question")
+            return
         click.echo("not found in the indexed documents; the closest passages:")
         for h in result.passages:
             click.echo(click.style(f"  {h.path}, page {h.page}", bold=True) + f"  {_one_line(h.text, 200)}")
