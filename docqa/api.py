@@ -45,6 +45,10 @@ def document_json(d: DocumentRow) -> dict[str, object]:
             "pages": d.page_count, "size": d.size, "indexed_at": d.indexed_at}
 
 
+class AmbiguousPath(DocQAError):
+    """A name that several indexed documents answer to."""
+
+
 class DocQA:
     """A docqa index plus (lazily) a reader. Use as a context manager or call ``close()``."""
 
@@ -166,12 +170,7 @@ class DocQA:
     def remove(self, paths: Sequence[str]) -> list[str]:
         """Drop documents by relative or absolute path; returns the paths removed."""
         with writer_lock(self.index_path), Store(self.index_path) as store:
-            found = []
-            for p in paths:
-                doc = store.find_by_path(p)
-                if doc is None:
-                    raise DocumentNotFound(f"{p} is not in {self.index_path}; see `docqa info`")
-                found.append(doc)
+            found = [_one_document(store, p, self.index_path) for p in paths]
             store.remove([d.abs_path for d in found])
         self._invalidate()
         return [d.path for d in found]
@@ -189,16 +188,17 @@ class DocQA:
 
     def document_text(self, path: str) -> str:
         """The stored text that citation offsets index into."""
-        doc = self.store.find_by_path(path)
-        if doc is None:
-            raise DocumentNotFound(f"{path} is not in {self.index_path}; see `docqa info`")
-        return self._text(doc.id)
+        return self._text(_one_document(self.store, path, self.index_path).id)
 
     def read_page(self, document: int | str, number: int) -> PageText:
         """Page ``number`` of a document given by id or by (indexed or absolute) path, from the
         index: the file itself is never read."""
         store = self.store
-        doc = store.document_by_id(document) if isinstance(document, int) else store.find_by_path(document)
+        if isinstance(document, int):
+            doc = store.document_by_id(document)
+        else:
+            found = store.find_documents(document)
+            doc = _one_document(store, document, self.index_path) if found else None
         if doc is None:
             raise DocumentNotFound(f"no document {document} in {self.index_path}")
         found = store.page(doc.id, number)
@@ -381,3 +381,14 @@ def batch_record(answer: BatchAnswer) -> dict[str, object]:
     if answer.result is None:
         return {"id": answer.id, "error": answer.error}
     return {"id": answer.id, **asdict(answer.result)}
+
+
+def _one_document(store: Store, name: str, index: object) -> DocumentRow:
+    """The one document ``name`` means; refuses a name several documents answer to."""
+    found = store.find_documents(name)
+    if not found:
+        raise DocumentNotFound(f"{name} is not in {index}; see `docqa info`")
+    if len(found) > 1:
+        raise AmbiguousPath(f"{name} could be any of {len(found)} documents: "
+                            f"{', '.join(d.path for d in found)}; give one of these paths")
+    return found[0]

@@ -503,6 +503,7 @@ class Indexer:
             interrupted = True
         except sqlite3.Error as err:  # a read that failed (a write already maps its errors)
             raise index_error(self.store.path, err) from err
+        self.store.name_documents()  # a new root may make two documents' paths look alike
         return report(str(self.store.path), self.files, interrupted=interrupted)
 
     # -- the pipeline ------------------------------------------------------------------------

@@ -442,7 +442,39 @@ class Store:
         for abs_path in abs_paths:
             with self._write() as db:
                 removed += self._delete(db, abs_path)
+        self.name_documents()
         return removed
+
+    def name_documents(self) -> None:
+        """Give every document a shown ``path`` that tells it apart from the others: relative to
+        its root while one root holds them all, else relative to the roots' common parent (two
+        indexed folders that both hold ``notes.txt`` show ``a/notes.txt`` and ``b/notes.txt``)."""
+        roots = [r for (r,) in self.conn.execute("SELECT DISTINCT root FROM documents")]
+        try:
+            base = os.path.commonpath(roots) if len(roots) > 1 else roots[0] if roots else ""
+        except ValueError:  # roots on different drives: nothing shorter tells them apart
+            base = ""
+        prefix = base if base.endswith(os.sep) else base + os.sep
+        renamed = [(abs_path[len(prefix):], doc_id) for doc_id, path, abs_path in
+                   self.conn.execute("SELECT id, path, abs_path FROM documents")
+                   if base and abs_path.startswith(prefix) and abs_path[len(prefix):] != path]
+        if renamed:
+            with self._write() as db:
+                db.conn.executemany("UPDATE documents SET path = ? WHERE id = ?", renamed)
+
+    def find_documents(self, name: str) -> list[DocumentRow]:
+        """The documents ``name`` means: the one with that shown or absolute path, else every one
+        whose shown path ends with it (``notes.txt`` for ``a/notes.txt``): more than one is
+        ambiguous, and the caller says so."""
+        for column in ("path", "abs_path"):
+            found = list(self._documents(f"{column} = ?", (name,)))
+            if found:
+                return found
+        resolved = self.document(str(Path(name).expanduser().resolve()))
+        if resolved is not None:
+            return [resolved]
+        tail = os.sep + name.strip(os.sep)
+        return list(self._documents("substr(path, -?) = ?", (len(tail), tail)))
 
     @staticmethod
     def _delete(db: sqlite_utils.Database, abs_path: str) -> int:
@@ -466,15 +498,6 @@ class Store:
 
     def document_by_id(self, doc_id: int) -> DocumentRow | None:
         return next(self._documents("id = ?", (doc_id,)), None)
-
-    def find_by_path(self, path: str) -> DocumentRow | None:
-        """A document by its relative or absolute path (relative first)."""
-        for column in ("path", "abs_path"):
-            found = next(self._documents(f"{column} = ?", (path,)), None)
-            if found is not None:
-                return found
-        resolved = str(Path(path).expanduser().resolve())
-        return self.document(resolved)
 
     def documents_with_sha(self, sha256: str) -> list[DocumentRow]:
         return list(self._documents("sha256 = ? AND status IN ('indexed', 'updated')", (sha256,)))

@@ -161,3 +161,36 @@ def test_remove(examples_index: Path) -> None:
     assert json.loads(run("info", "-i", str(examples_index), "--json").output)["documents"] == 3
     result = run("remove", "tides.txt", "-i", str(examples_index), ok=False)
     assert result.exit_code == 1 and "not in" in result.output
+
+
+def test_same_name_in_two_folders_is_told_apart_and_remove_refuses_the_bare_name(tmp_path: Path) -> None:
+    for folder, text in (("a", "Alpha notes: the meeting is on Monday."), ("b", "Beta notes: the launch is on Friday.")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "notes.txt").write_text(text)
+        run("index", str(tmp_path / folder), "-i", str(tmp_path / "ix.db"), "-q")
+    hits = json.loads(run("search", "notes", "-i", str(tmp_path / "ix.db"), "--json").output)["hits"]
+    assert sorted(h["path"] for h in hits) == ["a/notes.txt", "b/notes.txt"]
+    result = run("remove", "notes.txt", "-i", str(tmp_path / "ix.db"), ok=False)
+    assert result.exit_code == 1 and "a/notes.txt, b/notes.txt" in result.output
+    assert json.loads(run("info", "-i", str(tmp_path / "ix.db"), "--json").output)["documents"] == 2
+    assert "removed a/notes.txt" in run("remove", "a/notes.txt", "-i", str(tmp_path / "ix.db")).output
+    hits = json.loads(run("search", "notes", "-i", str(tmp_path / "ix.db"), "--json").output)["hits"]
+    assert [(h["path"], h["text"][:4]) for h in hits] == [("notes.txt", "Beta")]  # one root left: its own names
+
+
+def test_question_starting_with_a_dash_and_one_question_per_stdin_line(examples_index: Path) -> None:
+    data = json.loads(run("search", "-k", "1", "-waggle dance", "-i", str(examples_index), "--json").output)
+    assert data["question"] == "-waggle dance" and data["hits"][0]["path"] == "honeybees.pdf"
+    out = run("search", "-i", str(examples_index), "--json", "-k", "1", input="waggle dance\n\nhigh tide\n").output
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["question"], r["hits"][0]["path"]) for r in rows] == [("waggle dance", "honeybees.pdf"),
+                                                                    ("high tide", "tides.txt")]
+
+
+def test_abstaining_with_no_matching_passage_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    from docqa.cli import _print_answers
+    from docqa.types import AskResult
+
+    _print_answers(AskResult(question="zzz", answers=(), abstained=True), None)
+    out = capsys.readouterr().out
+    assert "not found" in out and "closest passages" not in out
