@@ -8,8 +8,8 @@ model/tokenizer loading (offline-safe), windowing, batched inference and span de
   is otherwise), with the same overlap semantics as the tokenizer's ``stride``.
 - All windows of all questions go through the model together in length-sorted batches, padded
   only to each batch's longest window; identical windows are read once.
-- Spans are decoded vectorised (``decode_spans``); a span's score is the raw start+end logit sum,
-  comparable across windows and passages.
+- Spans are decoded vectorised (``decode_spans``), each inside one paragraph
+  (``docqa.spans.token_segments``); a span's score is the raw start+end logit sum.
 
 torch and transformers are imported inside functions only: importing docqa must stay cheap.
 """
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from docqa.errors import ModelError
+from docqa.spans import token_segments
 from docqa.types import Context, Span
 
 if TYPE_CHECKING:
@@ -160,23 +161,25 @@ class Reader:
         found = self._run(plan.windows)
         return [_collect(plan, found, q, contexts[q]) for q in range(len(questions))]
 
-    def _run(self, windows: Sequence[_Window]) -> list[list[tuple[int, int, float]]]:
-        """Each window's top spans as (context-token start, end, score)."""
+    def _run(self, windows: Sequence[_Window]) -> list[list[tuple[int, int, float, float]]]:
+        """Each window's top spans as (context-token start, end, score, the window's spread)."""
         import torch
 
         assert self._template is not None
         order = sorted(range(len(windows)), key=lambda w: len(windows[w].ids), reverse=True)
-        found: list[list[tuple[int, int, float]]] = [[] for _ in windows]
+        found: list[list[tuple[int, int, float, float]]] = [[] for _ in windows]
         for first in range(0, len(order), self.batch_size):
             batch = [windows[w] for w in order[first : first + self.batch_size]]
-            inputs, context_mask = _tensors(batch, self._template, self.device)
+            inputs, context_mask, segments = _tensors(batch, self._template, self.device)
             with torch.inference_mode():
                 out = self._model(**inputs)
-            starts, ends, scores = decode_spans(out.start_logits.float(), out.end_logits.float(),
-                                                context_mask, self.max_answer_len, self.spans_per_window)
+            start_logits, end_logits = out.start_logits.float(), out.end_logits.float()
+            starts, ends, scores = decode_spans(start_logits, end_logits, context_mask, self.max_answer_len,
+                                                self.spans_per_window, segments=segments)
+            spreads = logit_spread(start_logits, end_logits, context_mask).tolist()
             for row, window in enumerate(batch):
                 found[order[first + row]] = [
-                    (s - window.ctx_pos + window.ctx_first, e - window.ctx_pos + window.ctx_first, v)
+                    (s - window.ctx_pos + window.ctx_first, e - window.ctx_pos + window.ctx_first, v, spreads[row])
                     for s, e, v in zip(starts[row].tolist(), ends[row].tolist(), scores[row].tolist())
                     if v != float("-inf")
                 ]
@@ -228,6 +231,7 @@ class _Window:
     ctx_pos: int  # position of the first context token in ``ids``
     ctx_first: int  # index of that token among the text's tokens
     ctx_len: int
+    segments: tuple[int, ...] = ()  # paragraph number of each context token
 
 
 @dataclass(frozen=True)
@@ -256,6 +260,7 @@ def _plan_windows(
     max_question = max(1, (max_seq_len - template.specials) // 2)
     q_ids = [ids[:max_question] for ids in _encode(tokenizer, list(q_index), offsets=False)[0]]
     t_ids, offsets = _encode(tokenizer, list(texts), offsets=True)
+    segments = [token_segments(text, offsets[t]) for text, t in texts.items()]
     windows: list[_Window] = []
     seen: dict[tuple[int, ...], int] = {}
     unit_windows: dict[tuple[int, int], list[int]] = {}
@@ -265,8 +270,8 @@ def _plan_windows(
             if (q, t) in unit_windows:
                 continue
             unit: list[int] = []
-            for window in _cut(template, question, t_ids[t], max_seq_len, doc_stride):
-                unit.append(seen.setdefault(window.ids + (window.ctx_first,), len(windows)))
+            for window in _cut(template, question, t_ids[t], segments[t], max_seq_len, doc_stride):
+                unit.append(seen.setdefault(window.ids + (window.ctx_first,) + window.segments, len(windows)))
                 if unit[-1] == len(windows):
                     windows.append(window)
             unit_windows[(q, t)] = unit
@@ -282,8 +287,8 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], offsets: bool)
     return enc["input_ids"], [[tuple(o) for o in row] for row in enc["offset_mapping"]] if offsets else []
 
 
-def _cut(template: _PairTemplate, question: list[int], text: list[int], max_seq_len: int,
-         doc_stride: int) -> list[_Window]:
+def _cut(template: _PairTemplate, question: list[int], text: list[int], segments: list[int],
+         max_seq_len: int, doc_stride: int) -> list[_Window]:
     """Windows over ``text`` as the tokenizer's ``truncation="only_second"``, ``stride`` cuts them:
     consecutive windows share ``doc_stride`` tokens, the last one ends at the text's end."""
     if not text:
@@ -295,14 +300,17 @@ def _cut(template: _PairTemplate, question: list[int], text: list[int], max_seq_
     while True:
         part = tuple(text[first : first + room])
         windows.append(_Window(ids=head + part + template.suffix, question_len=len(head),
-                               ctx_pos=len(head), ctx_first=first, ctx_len=len(part)))
+                               ctx_pos=len(head), ctx_first=first, ctx_len=len(part),
+                               segments=tuple(segments[first : first + room])))
         if first + room >= len(text):
             return windows
         first += room - overlap
 
 
-def _tensors(batch: Sequence[_Window], template: _PairTemplate, device: str) -> tuple[dict, torch.Tensor]:
-    """Pad a batch to its longest window; returns model inputs and the context-token mask."""
+def _tensors(batch: Sequence[_Window], template: _PairTemplate,
+             device: str) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Pad a batch to its longest window; returns model inputs, the context-token mask and each
+    context token's paragraph number (-1 elsewhere)."""
     import torch
 
     width = max(len(w.ids) for w in batch)
@@ -310,29 +318,31 @@ def _tensors(batch: Sequence[_Window], template: _PairTemplate, device: str) -> 
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     types = torch.full((len(batch), width), template.question_type, dtype=torch.long)
     context = torch.zeros((len(batch), width), dtype=torch.bool)
+    segments = torch.full((len(batch), width), -1, dtype=torch.long)
     for row, w in enumerate(batch):
         ids[row, : len(w.ids)] = torch.tensor(w.ids)
         mask[row, : len(w.ids)] = 1
         types[row, w.question_len : len(w.ids)] = template.context_type
         context[row, w.ctx_pos : w.ctx_pos + w.ctx_len] = True
+        segments[row, w.ctx_pos : w.ctx_pos + w.ctx_len] = torch.tensor(w.segments)
     inputs = {"input_ids": ids, "attention_mask": mask}
     if template.uses_type_ids:
         inputs["token_type_ids"] = types
-    return {k: v.to(device) for k, v in inputs.items()}, context
+    return {k: v.to(device) for k, v in inputs.items()}, context, segments
 
 
-def _collect(plan: _Plan, found: list[list[tuple[int, int, float]]], q: int,
+def _collect(plan: _Plan, found: list[list[tuple[int, int, float, float]]], q: int,
              contexts: Sequence[Context]) -> list[Span]:
     """Map a question's window spans to document offsets; one span per document location."""
     best: dict[tuple[str, int, int, int], Span] = {}
     for context, t in zip(contexts, plan.text_of[q]):
         offsets = plan.offsets[t]
         for w in plan.unit_windows[(q, t)]:
-            for s, e, score in found[w]:
+            for s, e, score, spread in found[w]:
                 start, end = context.start + offsets[s][0], context.start + offsets[e][1]
                 key = (context.hit.path, context.hit.document_id, start, end)
                 if key not in best or score > best[key].score:
-                    best[key] = Span(context=context, start=start, end=end, score=score)
+                    best[key] = Span(context=context, start=start, end=end, score=score, spread=spread)
     return sorted(best.values(), key=lambda span: span.score, reverse=True)
 
 
@@ -340,13 +350,15 @@ def _collect(plan: _Plan, found: list[list[tuple[int, int, float]]], q: int,
 
 
 def decode_spans(
-    start_logits: Any, end_logits: Any, context_mask: Any, max_answer_len: int, top_n: int
+    start_logits: Any, end_logits: Any, context_mask: Any, max_answer_len: int, top_n: int,
+    segments: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The ``top_n`` best spans of each row, vectorised.
 
     Inputs are ``[batch, length]`` (torch tensors or numpy arrays). A span (s, e) is valid when
-    both ends are context tokens (``context_mask``, contiguous), ``e >= s`` and
-    ``e - s < max_answer_len``; its score is ``start_logits[s] + end_logits[e]``. Returns
+    both ends are context tokens (``context_mask``, contiguous), ``e >= s``,
+    ``e - s < max_answer_len`` and, given ``segments`` (a paragraph number per token),
+    ``segments[s] == segments[e]``; its score is ``start_logits[s] + end_logits[e]``. Returns
     ``(starts, ends, scores)``, each ``[batch, k]`` with ``k = min(top_n, length * band)``, best
     first; a score of ``-inf`` marks a slot with no valid span.
     """
@@ -362,9 +374,29 @@ def decode_spans(
     # scores[b, s, d] = start[b, s] + end[b, s + d]: only the band of allowed lengths, not L x L.
     padded = torch.cat([end, end.new_full((rows, band - 1), float("-inf"))], dim=1)
     scores = start[:, :, None] + padded.unfold(1, band, 1)
+    if segments is not None:
+        seg = torch.as_tensor(segments, dtype=torch.long, device=start.device)
+        seg_padded = torch.cat([seg, seg.new_full((rows, band - 1), -2)], dim=1)
+        scores = scores.masked_fill(seg[:, :, None] != seg_padded.unfold(1, band, 1), float("-inf"))
     top, index = scores.flatten(1).topk(min(top_n, length * band), dim=1)
     starts = torch.div(index, band, rounding_mode="floor")
     return starts, starts + index % band, top
+
+
+def logit_spread(start_logits: Any, end_logits: Any, context_mask: Any) -> torch.Tensor:
+    """Per row, the standard deviation of a start+end logit sum over the context tokens
+    (``sqrt(var(start) + var(end))``): the scale of this model's scores in this window, which
+    rank.py measures span scores against (0 for a row with under two context tokens)."""
+    import torch
+
+    mask = torch.as_tensor(context_mask, dtype=torch.bool)
+    n = mask.sum(dim=1).clamp(min=1)
+    variance = torch.zeros(mask.shape[0], device=mask.device)
+    for logits in (torch.as_tensor(start_logits, dtype=torch.float32), torch.as_tensor(end_logits, dtype=torch.float32)):
+        logits = logits.masked_fill(~mask, 0.0)
+        mean = logits.sum(dim=1) / n
+        variance += ((logits - mean[:, None]) ** 2).masked_fill(~mask, 0.0).sum(dim=1) / n
+    return variance.sqrt()
 
 
 # --- loading ---------------------------------------------------------------------------------

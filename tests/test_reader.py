@@ -43,19 +43,20 @@ def reader(tiny_model_dir: Path) -> Reader:
 # --- decoding --------------------------------------------------------------------------------
 
 
-def brute_force(start: np.ndarray, end: np.ndarray, mask: np.ndarray, max_len: int, top_n: int) -> list:
+def brute_force(start: np.ndarray, end: np.ndarray, mask: np.ndarray, max_len: int, top_n: int,
+                segments: np.ndarray) -> list:
     spans = [
         (float(start[s] + end[e]), s, e)
         for s in range(len(start))
         for e in range(s, min(len(start), s + max_len))
-        if mask[s] and mask[e]
+        if mask[s] and mask[e] and segments[s] == segments[e]
     ]
     return sorted(spans, reverse=True)[:top_n]
 
 
 def test_decode_spans_agrees_with_brute_force_on_random_logits() -> None:
     rng = np.random.default_rng(0)
-    for _ in range(300):
+    for case in range(300):
         rows, length = int(rng.integers(1, 5)), int(rng.integers(1, 40))
         max_len, top_n = int(rng.integers(1, 12)), int(rng.integers(1, 8))
         start = rng.normal(size=(rows, length)).astype(np.float32)
@@ -64,11 +65,14 @@ def test_decode_spans_agrees_with_brute_force_on_random_logits() -> None:
         for r in range(rows):  # a contiguous context part, possibly empty
             a = int(rng.integers(0, length + 1))
             mask[r, a : int(rng.integers(a, length + 1))] = True
-        starts, ends, scores = decode_spans(start, end, mask, max_len, top_n)
+        # paragraph breaks at random (none in the first half of the cases)
+        segments = np.cumsum(rng.random((rows, length)) < (0.2 if case % 2 else 0.0), axis=1)
+        starts, ends, scores = decode_spans(start, end, mask, max_len, top_n, segments=segments)
         for r in range(rows):
             got = [(round(v, 4), s, e) for s, e, v in
                    zip(starts[r].tolist(), ends[r].tolist(), scores[r].tolist()) if v != float("-inf")]
-            want = [(round(v, 4), s, e) for v, s, e in brute_force(start[r], end[r], mask[r], max_len, top_n)]
+            want = [(round(v, 4), s, e) for v, s, e in
+                    brute_force(start[r], end[r], mask[r], max_len, top_n, segments[r])]
             assert got == want
 
 
@@ -370,3 +374,15 @@ def test_bf16_loads_the_fp32_weights_rounded_and_the_span_head_unrounded(tiny_mo
     for name, p in loaded.items():
         expected = weights[name] if name.startswith("qa_outputs.") else weights[name].bfloat16()
         assert p.dtype == expected.dtype and torch.equal(p, expected), name
+
+
+def test_spans_never_cross_a_paragraph_break(tiny_model_dir: Path) -> None:
+    from docqa.spans import crosses_paragraph
+
+    text = ("Keepers lived in the tower.\n\nKeepers\n\nUntil automation came in 1980 the lamp was lit by"
+            "\fhand.\fA new page starts a new sentence here.")
+    many = Reader(model=str(tiny_model_dir), device="cpu", spans_per_window=500)  # every span a random model finds
+    spans = many.read(["who lit the lamp?"], [[context(text)]])[0]
+    assert len(spans) > 100
+    assert not [s.text for s in spans if crosses_paragraph(text, s.start, s.end)]
+    assert any("\f" in s.text for s in spans)  # a sentence across a page break is one paragraph
