@@ -23,7 +23,7 @@ from docqa.retrieve import Retriever, make_retriever
 from docqa.store import DocumentRow, Store, page_of, resolve_index_path, writer_lock
 from docqa.types import (
     BATCH_QUESTIONS, Answer, AskResult, BatchAnswer, BatchQuestion, Context, FileResult, Hit, IndexInfo, IndexReport,
-    Limits, OcrOptions, PageText, Reading, SearchResult, Span, Timings,
+    Limits, OcrOptions, PageText, Reading, SearchResult, Timings,
 )
 
 if TYPE_CHECKING:
@@ -336,8 +336,8 @@ class DocQA:
         return replace(answer, citations=tuple(
             replace(c, ocr=c.page in self._ocr_pages(c.document_id)) for c in answer.citations))
 
-    def _page_of(self, span: Span) -> int:
-        return page_of(self._page_starts(span.context.hit.document_id), span.start)
+    def _page_of(self, document_id: int, offset: int) -> int:
+        return page_of(self._page_starts(document_id), offset)
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:

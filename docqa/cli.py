@@ -22,7 +22,7 @@ import click
 
 from docqa.api import DocQA, batch_questions, batch_record
 from docqa.errors import BadQuestion, DocQAError
-from docqa.evaluate import EvalReport, evaluate, parse_sweep
+from docqa.evaluate import SCOPES, EvalReport, evaluate, parse_sweep
 from docqa.retrieve import RETRIEVERS
 from docqa.types import (
     DEFAULT_MAX_MB, DEFAULT_OCR_PAGE_TIMEOUT_S, DEFAULT_TIMEOUT_S, OCR_MODES, PAGE_MEANS, AskResult, BatchQuestion,
@@ -398,7 +398,7 @@ def _one_line(text: str, width: int = 300) -> str:
 @click.option("--mu", type=click.FloatRange(0, 1), default=None,
               help="Weight of the reader vs the retriever in answer scores (default: tuned).")
 @click.option("--threshold", type=float, default=None,
-              help="Abstain below this fused score (default: tuned).")
+              help="Abstain when the top answer's confidence is below this (default: tuned).")
 @path_option
 @retriever_option
 @click.option("--explain", is_flag=True, help="Show the reader and retriever parts of every score.")
@@ -548,7 +548,8 @@ def _count_progress(quiet: bool, unit: str) -> Iterator[Callable[[int, int], Non
 @click.option("--mu-sweep", callback=_mu_sweep, default=None, metavar="LO:HI:STEP",
               help="Also score each mu in LO..HI (e.g. 0:1:0.1), answering every question (no threshold), "
                    "from the same reading; plots F1 vs mu.")
-@click.option("--threshold", type=float, default=None, help="Abstain below this fused score (default: tuned).")
+@click.option("--threshold", type=float, default=None,
+              help="Abstain when the top answer's confidence is below this (default: tuned).")
 @click.option("--widen", type=click.IntRange(min=0), default=None,
               help="Characters of neighbouring text read on each side of a passage (default: tuned).")
 @click.option("--passage-words", type=click.IntRange(min=10), default=None,
@@ -557,6 +558,8 @@ def _count_progress(quiet: bool, unit: str) -> Iterator[Callable[[int, int], Non
               help="Words shared by neighbouring passages (default: docqa's).")
 @click.option("--retrieval-only", is_flag=True, help="Measure retrieval recall only (no model needed).")
 @retriever_option
+@click.option("--scope", type=click.Choice(SCOPES), default="open", show_default=True,
+              help="document: ask each question within its own article only (like ask --path).")
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for report.json, predictions.jsonl, predictions.json and PNG plots.")
 @json_option
@@ -566,7 +569,7 @@ def eval_(dataset: Path, model: str | None, tokenizer: str | None, device: str, 
           threads: int | None, passages: int, index: str | None, limit: int | None, articles: str | None,
           mu: float | None, mu_sweep: tuple[float, ...] | None, threshold: float | None, widen: int | None,
           passage_words: int | None, overlap_words: int | None, retrieval_only: bool, retriever: str,
-          out: Path | None, as_json: bool, quiet: bool, ray: str | None, actors: int | None,
+          scope: str, out: Path | None, as_json: bool, quiet: bool, ray: str | None, actors: int | None,
           gpus_per_actor: float) -> None:
     """Measure answer quality on a SQuAD-format DATASET (v1.1 or v2.0).
 
@@ -578,7 +581,7 @@ def eval_(dataset: Path, model: str | None, tokenizer: str | None, device: str, 
             dataset, model=model, tokenizer=tokenizer, device=device, precision=precision, threads=threads,
             k=passages, index=index, limit=limit, articles=articles, mu=mu, mu_sweep=mu_sweep,
             threshold=threshold, widen=widen, passage_words=passage_words, overlap_words=overlap_words,
-            retrieval_only=retrieval_only, retriever=retriever, out=out, progress=progress,
+            retrieval_only=retrieval_only, retriever=retriever, scope=scope, out=out, progress=progress,
             ray=False if ray is None else ray, actors=actors, gpus_per_actor=gpus_per_actor,
         )
     _json(report) if as_json else _print_report(report)
@@ -587,7 +590,7 @@ def eval_(dataset: Path, model: str | None, tokenizer: str | None, device: str, 
 def _print_report(r: EvalReport) -> None:
     click.echo(f"dataset    {r.dataset}: {r.questions} questions ({r.answerable} answerable)")
     click.echo(f"index      {r.index} ({', '.join(f'{k}={v}' for k, v in sorted(r.settings.items()))})")
-    click.echo(f"recall@k   ({r.retriever}) " + "  ".join(f"@{k} {v:.1f}" for k, v in r.recall.items()))
+    click.echo(f"recall@k   ({r.retriever}, {r.scope}) " + "  ".join(f"@{k} {v:.1f}" for k, v in r.recall.items()))
     if r.open_f1 is None:
         click.echo(f"time       retrieve {r.retrieve_ms:.1f} ms per question")
     else:

@@ -3,7 +3,8 @@
 ``evaluate()`` indexes a SQuAD-format file with each article as one document (always the whole
 corpus, so retrieval is realistic), asks the selected questions through the full pipeline
 (``DocQA.read_batch`` + ``DocQA.rank``, i.e. ``ask_batch``), and also gives the same reader each
-question's gold paragraph alone: the ratio open/gold F1 is what retrieval and cross-passage
+question's gold paragraph alone. ``scope="document"`` asks each question within its own
+article only (the ``--path`` case: a user asking about one document). the ratio open/gold F1 is what retrieval and cross-passage
 ranking cost. Per question, EM is 0 or 1 and F1 is in [0, 1]; summaries are percentages, as in
 the official script. Answer metrics count answerable questions only; SQuAD v2.0 unanswerable
 questions are counted apart (how often docqa abstains on them).
@@ -11,6 +12,7 @@ questions are counted apart (how often docqa abstains on them).
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import math
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from docqa.api import DocQA
 
 RECALL_KS = (1, 5, 10, 20)
+SCOPES = ("open", "document")
 CALIBRATION_BINS = 10
 
 
@@ -79,8 +82,8 @@ class QuestionEval:
     hit_rank: int | None  # first retrieved passage holding a gold answer (None: not in the top 20)
     prediction: str = ""  # what docqa shows: "" when it abstained
     candidate: str = ""  # the top-ranked answer, shown or not ("" when nothing was read)
-    score: float = 0.0  # the candidate's fused score (compared with the threshold)
-    confidence: float = 0.0
+    score: float = 0.0  # the candidate's score
+    confidence: float = 0.0  # the candidate's confidence (compared with the threshold)
     abstained: bool = False
     em: float = 0.0
     f1: float = 0.0
@@ -141,7 +144,7 @@ class EvalReport:
     open_gold_ratio: float | None = None  # open F1 / gold-paragraph F1
     abstain_rate: float | None = None  # answerable questions docqa abstained on (all wrong)
     unanswerable_abstain_rate: float | None = None  # % of unanswerable ones abstained on (right)
-    below_threshold_em: float | None = None  # EM of top candidates scored below the threshold
+    below_threshold_em: float | None = None  # EM of top candidates less confident than the threshold
     above_threshold_em: float | None = None  # ... and at or above it
     ece: float | None = None  # expected calibration error of shown answers' confidence, % points
     read_ms: float | None = None  # per question
@@ -149,6 +152,7 @@ class EvalReport:
     calibration: tuple[CalibrationBin, ...] = ()
     files: tuple[str, ...] = ()
     retriever: str = "fts5"
+    scope: str = "open"
 
 
 # -- the evaluation index ----------------------------------------------------------------------
@@ -285,6 +289,7 @@ def evaluate(
     overlap_words: int | None = None,
     retrieval_only: bool = False,
     retriever: str = "fts5",
+    scope: str = "open",
     out: str | os.PathLike[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     ray: bool | str = False,
@@ -296,6 +301,7 @@ def evaluate(
     ``articles`` picks the questions (``slice(40, 48)`` or ``"40:48"``), never the corpus;
     ``limit`` caps them. ``retrieval_only`` needs no model: recall and timing only.
     ``retriever="hybrid"`` first embeds the index's passages (once; the vectors stay in it).
+    ``scope="document"`` retrieves and reads within each question's own article only.
     ``progress(done, total)`` is called after each batch. ``ray``: read the questions on a Ray
     cluster (see ``DocQA.ask_many``); the gold paragraphs are read here. With ``out``,
     writes ``report.json``, ``predictions.jsonl``, ``predictions.json`` (the official
@@ -304,6 +310,8 @@ def evaluate(
     from docqa.api import DEFAULT_WIDEN, DocQA
     from docqa.rank import DEFAULT_MU, DEFAULT_THRESHOLD
 
+    if scope not in SCOPES:
+        raise DatasetError(f"--scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     corpus = load_squad(dataset_path)
     questions = select_questions(corpus, articles, limit)
     if not questions:
@@ -315,6 +323,7 @@ def evaluate(
     widen = DEFAULT_WIDEN if widen is None else widen
     sweep = tuple(mu_sweep or ())
     titles = {a.index: document_path(a) for a in corpus}
+    within = scope_paths(scope, titles)
 
     rows: list[QuestionEval] = []
     sweep_scores: list[list[tuple[float, float]]] = []  # per question: (em, f1) at each swept mu, no threshold
@@ -324,19 +333,19 @@ def evaluate(
             qa.embed()
         # Read lazily, in the same batches, here or on Ray; recall and ranking stay here.
         readings = None if retrieval_only else qa.read_many(
-            (BatchQuestion(q.id, q.question) for q in questions), passages=k, ray=ray, actors=actors,
+            (batch_question(q, within) for q in questions), passages=k, ray=ray, actors=actors,
             gpus_per_actor=gpus_per_actor)
         for start in range(0, len(questions), BATCH_QUESTIONS):
             batch = questions[start:start + BATCH_QUESTIONS]
             t0 = time.perf_counter()
-            found = [recall_hits(qa, q) for q in batch]
+            found = [recall_hits(qa, q, within(q)) for q in batch]
             if retrieval_only:
                 retrieve_s = (time.perf_counter() - t0) / len(batch)
                 rows.extend(QuestionEval(id=q.id, question=q.question, article=q.article, answers=q.answers,
                                          hit_rank=_hit_rank(q, hits or ()), retrieve_s=retrieve_s)
                             for q, hits in zip(batch, found))
             else:
-                for q, reading, hits, gold in read_questions(qa, batch, found, k, titles, readings):
+                for q, reading, hits, gold in read_questions(qa, batch, found, k, titles, readings, within):
                     rows.append(_question_eval(qa, q, reading, hits, gold, mu))
                     sweep_scores.append([_scores(q, qa.rank(reading, mu=m, threshold=-math.inf)) for m in sweep])
             if progress is not None:
@@ -347,29 +356,45 @@ def evaluate(
         rows, dataset=str(dataset_path), dataset_sha256=file_sha256(dataset_path), index=str(path),
         model=model_name, settings=settings, k=k, mu=mu, threshold=threshold, widen=widen,
         mu_sweep=_sweep_points(sweep, rows, sweep_scores), read=not retrieval_only, retriever=retriever,
+        scope=scope,
     )
     return write_outputs(report, rows, Path(out)) if out is not None else report
 
 
+def scope_paths(scope: str, titles: dict[int, str]) -> Callable[[Question], list[str] | None]:
+    """What each question is asked within: its own article's document (``"document"``), or the
+    whole index (``"open"``: None)."""
+    if scope == "document":
+        return lambda q: [glob.escape(titles[q.article])]
+    return lambda q: None
+
+
 def read_questions(qa: DocQA, batch: Sequence[Question], found: Sequence[tuple[Hit, ...] | None], k: int,
                    titles: dict[int, str], readings: Iterator[tuple[BatchQuestion, Reading | str]] | None = None,
+                   within: Callable[[Question], list[str] | None] = lambda q: None,
                    ) -> Iterable[tuple[Question, Reading, tuple[Hit, ...], str]]:
     """Each question with its reading of ``k`` passages (empty when it had nothing to search),
     its ``found`` passages (``recall_hits``) and the reader's answer from its gold paragraph
     alone: the raw material of a run, which sweeps re-rank without re-reading. ``readings``:
-    the batch's next items of a ``DocQA.read_many`` over all questions (e.g. on Ray)."""
+    the batch's next items of a ``DocQA.read_many`` over all questions (e.g. on Ray).
+    ``within(q)``: the path patterns that question is asked within (None: the whole index)."""
     if readings is None:
-        readings = qa.read_many([BatchQuestion(q.id, q.question) for q in batch], passages=k)
+        readings = qa.read_many([batch_question(q, within) for q in batch], passages=k)
     golds = _read_gold(qa, batch, titles)
     for q, hits, gold, (_, reading) in zip(batch, found, golds, readings):
         yield q, reading if isinstance(reading, Reading) else Reading(q.question, (), (), ()), hits or (), gold
 
 
-def recall_hits(qa: DocQA, q: Question) -> tuple[Hit, ...] | None:
-    """The top ``max(RECALL_KS)`` passages; None for a question with nothing searchable in it
-    (docqa refuses it: counted as abstained)."""
+def batch_question(q: Question, within: Callable[[Question], list[str] | None]) -> BatchQuestion:
+    paths = within(q)
+    return BatchQuestion(q.id, q.question, tuple(paths) if paths else None)
+
+
+def recall_hits(qa: DocQA, q: Question, paths: list[str] | None = None) -> tuple[Hit, ...] | None:
+    """The top ``max(RECALL_KS)`` passages (within ``paths``); None for a question with nothing
+    searchable in it (docqa refuses it: counted as abstained)."""
     try:
-        return qa.search(q.question, k=max(RECALL_KS)).hits
+        return qa.search(q.question, k=max(RECALL_KS), paths=paths).hits
     except BadQuestion:
         return None
 
@@ -399,7 +424,7 @@ def _question_eval(qa: DocQA, q: Question, reading: Reading, recall_hits: Sequen
         id=q.id, question=q.question, article=q.article, answers=q.answers,
         prediction=prediction, candidate=candidate.text if candidate else "",
         score=candidate.score if candidate else 0.0,
-        confidence=0.0 if shown.abstained else shown.answers[0].confidence,
+        confidence=candidate.confidence if candidate else 0.0,
         abstained=shown.abstained, em=em, f1=f1_, gold_prediction=gold,
         gold_em=best_over_golds(exact_match, gold, q.answers),
         gold_f1=best_over_golds(f1, gold, q.answers),
@@ -451,8 +476,8 @@ def summarize(rows: Sequence[QuestionEval], *, dataset: str, dataset_sha256: str
     )
     if not read:
         return report
-    below = [_candidate_em(r) for r in answerable if r.candidate and r.score < threshold]
-    above = [_candidate_em(r) for r in answerable if r.candidate and r.score >= threshold]
+    below = [_candidate_em(r) for r in answerable if r.candidate and r.confidence < threshold]
+    above = [_candidate_em(r) for r in answerable if r.candidate and r.confidence >= threshold]
     open_f1 = _pct(r.f1 for r in answerable)
     gold_f1 = _pct(r.gold_f1 for r in answerable)
     bins = calibration_bins(answerable)

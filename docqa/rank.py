@@ -1,33 +1,44 @@
 """Answer ranking: spans from many passages -> merged, scored, cited answers.
 
-Scales (both in [0, 1], so ``mu`` weighs like with like):
-- reader: ``sigmoid((score - READER_CENTER) / READER_SCALE)`` of the raw start+end logit sum.
-  It is monotone in the raw score, so it compares across windows and passages (a per-window
-  softmax would not), and it is absolute, so a threshold means the same for every question.
-  The constants are a Platt fit of "the reader's best span is exactly right" on held-out
-  questions (docs/evaluation.md): the scale is then a probability, not saturated near 1.
-- retriever: the hit's BM25 score divided by the best hit's score for this question.
-``fused = mu * reader + (1 - mu) * retriever``. Candidates whose normalised text is the same are
-one answer carrying all its citations (best first) and its best fused score. ``confidence`` is a
-softmax of fused scores (temperature ``CONFIDENCE_TEMPERATURE``) over all candidates. An answer
-whose fused score is below ``threshold`` is not shown: with none left the question abstains.
+1. Each span is trimmed (``docqa.spans.trim``: edge punctuation, unbalanced brackets/quotes).
+2. Spans that overlap in the same document are one *place*: its best-scored span is shown, the
+   others are its evidence (they add nothing to the score: they are the same reading).
+3. Scores, both in [0, 1] so ``mu`` weighs like with like, and neither depending on the scale
+   of the reader's logits (readers differ: a model with sharper logits must rank and abstain
+   the same way):
+   - reader: ``exp((score - best) / (READER_SPREAD * spread))``: 1 for the question's best raw
+     span score, and how far below it the others are in units of the reader's own logit scale,
+     ``spread``: the mean over the spans of their window's logit spread (``Span.spread``, the
+     standard deviation of a start+end logit sum over the window's tokens), or where spans carry
+     none, the standard deviation of the question's span scores. Multiplying every logit by a
+     constant (or adding one) changes nothing.
+   - retriever: the hit's score divided by the best hit's score for this question.
+   ``fused = mu * reader + (1 - mu) * retriever`` for each place.
+4. Places whose shown text normalises the same are one answer, citing each place (best first).
+   Its score is its best place's fused score plus ``EVIDENCE_WEIGHT`` times the others' (an
+   answer found in several passages is stronger than its best single span), capped at 1.
+5. ``confidence`` is a softmax of the answers' scores (temperature ``CONFIDENCE_TEMPERATURE``).
+   The question abstains when the top answer's confidence is below ``threshold``: the
+   confidence is scale-free too, and it is low exactly when several different answers score
+   alike, which is when the top one is most often wrong (docs/evaluation.md).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from docqa.normalize import normalize_answer
+from docqa.spans import shown, trim
 from docqa.types import Answer, Citation, Hit, Span
 
 # Defaults chosen with `docqa eval` (see docs/evaluation.md).
 DEFAULT_MU = 0.5
-DEFAULT_THRESHOLD = 0.55  # top answers below it were wrong 4 times in 5 (EM 18%)
-CONFIDENCE_TEMPERATURE = 0.05  # expected calibration error 4 points (0.1: 19)
-READER_CENTER = 10.6  # raw logit sum at which the reader's best span is right half the time
-READER_SCALE = 1.9
+DEFAULT_THRESHOLD = 0.3  # top answers with a lower confidence are mostly wrong
+CONFIDENCE_TEMPERATURE = 0.05
+READER_SPREAD = 1.0
+EVIDENCE_WEIGHT = 0.0
 CONTEXT_CHARS = 120  # shown around an answer on each side
 
 
@@ -37,77 +48,119 @@ class Ranked:
     abstained: bool
 
 
-def reader_scale(score: float) -> float:
-    z = (score - READER_CENTER) / READER_SCALE
-    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+@dataclass(frozen=True)
+class _Place:
+    """Overlapping spans of one document: ``spans[0]`` (the best) is what is shown."""
+
+    spans: tuple[Span, ...]
+    reader: float
+    retriever: float
+    fused: float
+
+
+def reader_parts(spans: Sequence[Span]) -> list[float]:
+    """Each span's raw score as a part in (0, 1], relative to the question's best score and the
+    reader's logit spread."""
+    if not spans:
+        return []
+    scores = [s.score for s in spans]
+    top = max(scores)
+    spread = sum(s.spread for s in spans) / len(spans)
+    if spread <= 0:
+        mean = sum(scores) / len(scores)
+        spread = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
+    if spread <= 0:
+        return [1.0] * len(scores)
+    return [math.exp((s - top) / (READER_SPREAD * spread)) for s in scores]
 
 
 def rank_answers(
     spans: Sequence[Span],
     hits: Sequence[Hit],
     *,
-    page_of: Callable[[Span], int],
+    page_of: Callable[[int, int], int],
     top_n: int = 3,
     mu: float = DEFAULT_MU,
     threshold: float = DEFAULT_THRESHOLD,
+    temperature: float = CONFIDENCE_TEMPERATURE,
 ) -> Ranked:
-    """``page_of`` maps a span to the 1-based page holding its start."""
-    best_hit = max((h.score for h in hits), default=0.0)
-    groups: dict[str, list[tuple[float, float, float, Span]]] = {}
-    for span in spans:
-        key = normalize_answer(span.text) or span.text.strip()
-        if not key:
-            continue
-        r = reader_scale(span.score)
-        b = span.context.hit.score / best_hit if best_hit > 0 else 0.0
-        groups.setdefault(key, []).append((mu * r + (1 - mu) * b, r, b, span))
-    if not groups:
+    """``page_of(document_id, offset)`` is the 1-based page holding that character."""
+    spans = [t for t in map(_trimmed, spans) if t is not None]
+    if not spans:
         return Ranked((), True)
-    merged = sorted(
-        (sorted(g, key=lambda t: (-t[0], t[3].start)) for g in groups.values()),
-        key=lambda g: -g[0][0],
+    best_hit = max((h.score for h in hits), default=0.0)
+    scored = sorted(zip(spans, reader_parts(spans)), key=lambda p: (-p[0].score, p[0].start))
+    groups: dict[str, list[_Place]] = {}
+    for place in _places(scored, best_hit, mu):
+        groups.setdefault(normalize_answer(place.spans[0].text) or place.spans[0].text.strip(), []).append(place)
+    merged = sorted((sorted(g, key=lambda p: -p.fused) for g in groups.values()), key=lambda g: -_score(g))
+    weights = _softmax([_score(g) for g in merged], temperature)
+    if weights[0] < threshold:
+        return Ranked((), True)
+    answers = tuple(
+        Answer(
+            text=shown(group[0].spans[0].text),
+            score=_score(group),
+            confidence=confidence,
+            citations=tuple(_citation(p.spans[0], page_of) for p in group),
+            reader_score=group[0].reader,
+            retriever_score=group[0].retriever,
+        )
+        for group, confidence in zip(merged[:top_n], weights)
     )
-    weights = _softmax([g[0][0] for g in merged], CONFIDENCE_TEMPERATURE)
-    answers = []
-    for group, confidence in zip(merged[:top_n], weights):
-        fused, r, b, best = group[0]
-        if fused < threshold:
-            break
-        answers.append(
-            Answer(
-                text=best.text,
-                score=fused,
-                confidence=confidence,
-                citations=_citations(group, page_of),
-                reader_score=r,
-                retriever_score=b,
-            )
-        )
-    return Ranked(tuple(answers), not answers)
+    return Ranked(answers, False)
 
 
-def _citations(group: Sequence[tuple[float, float, float, Span]], page_of: Callable[[Span], int]) -> tuple[Citation, ...]:
-    seen: set[tuple[str, int, int]] = set()
-    out = []
-    for _, _, _, span in group:
-        hit = span.context.hit
-        if (hit.path, span.start, span.end) in seen:  # overlapping passages find the same span
+def _trimmed(span: Span) -> Span | None:
+    ctx = span.context
+    start, end = trim(ctx.text, span.start - ctx.start, span.end - ctx.start)
+    if not ctx.text[start:end].strip():
+        return None
+    return replace(span, start=ctx.start + start, end=ctx.start + end)
+
+
+def _places(scored: Sequence[tuple[Span, float]], best_hit: float, mu: float) -> list[_Place]:
+    """Spans (best first) grouped by overlap within a document: each joins the first place it
+    overlaps, else starts one (so a place is led by its best span)."""
+    places: list[tuple[list[Span], float, float]] = []
+    by_document: dict[tuple[int, str], list[int]] = {}
+    for span, r in scored:
+        key = (span.context.hit.document_id, span.context.hit.path)
+        home = next((i for i in by_document.get(key, ()) if _overlaps(places[i][0], span)), None)
+        if home is not None:
+            places[home][0].append(span)
             continue
-        seen.add((hit.path, span.start, span.end))
-        context, context_start = _context(span)
-        out.append(
-            Citation(
-                path=hit.path,
-                page=page_of(span),
-                start=span.start,
-                end=span.end,
-                passage_id=hit.passage_id,
-                context=context,
-                context_start=context_start,
-                document_id=hit.document_id,
-            )
-        )
-    return tuple(out)
+        hit = span.context.hit
+        b = hit.score / best_hit if best_hit > 0 else 0.0
+        by_document.setdefault(key, []).append(len(places))
+        places.append(([span], r, b))
+    return [_Place(tuple(s), r, b, mu * r + (1 - mu) * b) for s, r, b in places]
+
+
+def _overlaps(place: Sequence[Span], span: Span) -> bool:
+    return any(s.start < span.end and span.start < s.end for s in place)
+
+
+def _score(group: Sequence[_Place]) -> float:
+    """The best place's fused score, plus ``EVIDENCE_WEIGHT`` times the others' (capped at 1)."""
+    return min(1.0, group[0].fused + EVIDENCE_WEIGHT * sum(p.fused for p in group[1:]))
+
+
+def _citation(span: Span, page_of: Callable[[int, int], int]) -> Citation:
+    hit = span.context.hit
+    context, context_start = _context(span)
+    return Citation(
+        path=hit.path,
+        page=page_of(hit.document_id, span.start),
+        start=span.start,
+        end=span.end,
+        passage_id=hit.passage_id,
+        context=context,
+        context_start=context_start,
+        document_id=hit.document_id,
+        text=span.text,
+        last_page=page_of(hit.document_id, span.end - 1),
+    )
 
 
 def _context(span: Span) -> tuple[str, int]:

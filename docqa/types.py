@@ -212,13 +212,14 @@ class Context:
 @dataclass(frozen=True)
 class Span:
     """A candidate answer read from one context. ``start``/``end`` are offsets in the
-    document's text. ``score`` is the raw start+end logit sum: comparable across windows and
-    passages (never a per-window softmax)."""
+    document's text. ``score`` is the raw start+end logit sum, on the reader's own scale
+    (rank.py normalises it per question)."""
 
     context: Context
     start: int
     end: int
     score: float
+    spread: float = 0.0  # the logit scale of the window it was read in (see reader.logit_spread)
 
     @property
     def text(self) -> str:
@@ -236,6 +237,8 @@ class Citation:
     context_start: int
     document_id: int = 0  # the page is GET /documents/{document_id}/pages/{page} in `docqa serve`
     ocr: bool = False  # the page's text was read by OCR: it may hold recognition errors
+    text: str = ""  # exactly document_text[start:end] (an answer's text is shown cleaned up)
+    last_page: int = 0  # the page holding end - 1: differs from ``page`` across a page break
 
 
 @dataclass(frozen=True)

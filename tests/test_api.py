@@ -137,3 +137,35 @@ def test_cli_ask_json_shape_explain_and_stdin(qa: DocQA, corpus, trained_model_d
     human = CliRunner().invoke(cli, [*args, "--explain", question], catch_exceptions=False)
     assert fact.value in human.output and f"{path}, page {page}" in human.output
     assert "reader" in human.output and "retriever" in human.output
+
+
+@pytest.mark.parametrize("factor", [0.5, 3.0])
+def test_a_reader_with_scaled_logits_ranks_and_abstains_the_same(qa: DocQA, corpus, trained_model_dir: Path,
+                                                                tmp_path: Path, factor: float) -> None:
+    """A model whose logits are ``factor`` times sharper (its span head scaled) gives the same
+    answers, confidences and abstentions: nothing in ranking depends on a reader's logit scale."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    shutil.copytree(trained_model_dir, tmp_path / "scaled")
+    model = AutoModelForQuestionAnswering.from_pretrained(str(trained_model_dir), dtype=torch.float32)
+    with torch.no_grad():
+        model.qa_outputs.weight.mul_(factor)
+        model.qa_outputs.bias.mul_(factor)
+    model.save_pretrained(str(tmp_path / "scaled"))
+    _, where = corpus
+    questions = sorted(where)[:10]
+    base = qa.read_batch(questions)
+    with DocQA(qa.index_path, model=str(tmp_path / "scaled")) as other:
+        scaled = other.read_batch(questions)
+    confidences = sorted(qa.rank(r, threshold=0.0).answers[0].confidence for r in base)
+    cut = (confidences[4] + confidences[5]) / 2  # abstains on about half of them
+    for threshold in (0.0, cut):
+        a = [qa.rank(r, threshold=threshold) for r in base]
+        b = [qa.rank(r, threshold=threshold) for r in scaled]
+        assert [x.abstained for x in a] == [x.abstained for x in b]
+        assert [[(y.text, round(y.confidence, 4), round(y.score, 4)) for y in x] for x in a] == \
+               [[(y.text, round(y.confidence, 4), round(y.score, 4)) for y in x] for x in b]
+    assert 0 < sum(x.abstained for x in (qa.rank(r, threshold=cut) for r in base)) < len(questions)

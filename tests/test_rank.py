@@ -1,13 +1,14 @@
-"""Answer ranking across passages: fusion, merging, confidence, abstaining."""
+"""Answer ranking across passages: fusion, merging, clean spans, confidence, abstaining."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
-from docqa.rank import CONFIDENCE_TEMPERATURE, READER_CENTER, READER_SCALE, rank_answers, reader_scale
-from docqa.types import Context, Hit, Span
+from docqa.rank import CONFIDENCE_TEMPERATURE, READER_SPREAD, rank_answers, reader_parts
+from docqa.types import PAGE_BREAK, Context, Hit, Span
 
 DOC_A = "Paris is the capital of France. Lyon is a large city in France, smaller than Paris."
 DOC_B = "Berlin is the capital of Germany. Many say the capital of France is Paris."
@@ -22,24 +23,41 @@ HIT_A = _hit("a.txt", DOC_A, 8.0, 1, 1)
 HIT_B = _hit("b.txt", DOC_B, 4.0, 2, 2)
 
 
-def _span(hit: Hit, answer: str, score: float, nth: int = 0) -> Span:
+def _span(hit: Hit, answer: str, score: float, nth: int = 0, spread: float = 2.0) -> Span:
     start = -1
     for _ in range(nth + 1):
         start = hit.text.index(answer, start + 1)
     return Span(context=Context(hit=hit, text=hit.text, start=hit.start), start=start,
-                end=start + len(answer), score=score)
+                end=start + len(answer), score=score, spread=spread)
 
 
-def rank(spans: list[Span], threshold: float = 0.0, **kw: float):
-    return rank_answers(spans, [HIT_A, HIT_B], page_of=lambda s: 1, threshold=threshold, **kw)
+def rank(spans: list[Span], threshold: float = 0.0, hits: tuple[Hit, ...] = (HIT_A, HIT_B), **kw: float):
+    return rank_answers(spans, hits, page_of=lambda doc, offset: 1, threshold=threshold, **kw)
 
 
-def test_fused_score_is_mu_weighted_sum_of_normalised_parts() -> None:
-    ranked = rank([_span(HIT_B, "Berlin", 6.0)], mu=0.7)
-    (answer,) = ranked.answers
-    assert answer.reader_score == pytest.approx(1 / (1 + math.exp(-(6.0 - READER_CENTER) / READER_SCALE)))
-    assert answer.retriever_score == pytest.approx(4.0 / 8.0)
-    assert answer.score == pytest.approx(0.7 * answer.reader_score + 0.3 * 0.5)
+def test_fused_score_is_mu_weighted_sum_of_per_question_parts() -> None:
+    spans = [_span(HIT_B, "Berlin", 6.0), _span(HIT_A, "Lyon", 2.0, spread=6.0)]
+    parts = reader_parts(spans)
+    assert parts[0] == 1.0 and parts[1] == pytest.approx(math.exp(-4.0 / (READER_SPREAD * 4.0)))  # mean spread 4
+    no_spread = [replace(s, spread=0.0) for s in spans]  # spans from elsewhere: the scores' own std (2)
+    assert reader_parts(no_spread)[1] == pytest.approx(math.exp(-4.0 / (READER_SPREAD * 2.0)))
+    berlin, lyon = rank(spans, mu=0.7).answers
+    assert (berlin.reader_score, berlin.retriever_score) == (1.0, pytest.approx(4.0 / 8.0))
+    assert berlin.score == pytest.approx(0.7 * 1.0 + 0.3 * 0.5)
+    assert lyon.score == pytest.approx(0.7 * parts[1] + 0.3 * 1.0)
+
+
+@pytest.mark.parametrize("factor, offset", [(0.5, 0.0), (1.5, 0.0), (3.0, 0.0), (2.0, -4.0)])
+def test_ranking_and_abstaining_do_not_depend_on_the_reader_logit_scale(factor: float, offset: float) -> None:
+    spans = [_span(HIT_A, "Paris", 6.0), _span(HIT_A, "Lyon", 5.5), _span(HIT_B, "Berlin", 1.0),
+             _span(HIT_B, "Germany", 5.9)]
+    scaled = [replace(s, score=s.score * factor + offset, spread=s.spread * factor) for s in spans]
+    for threshold in (0.0, 0.5, 0.95):
+        a, b = rank(spans, threshold), rank(scaled, threshold)
+        assert a.abstained == b.abstained
+        assert [(x.text, round(x.score, 9), round(x.confidence, 9)) for x in a.answers] == \
+               [(x.text, round(x.score, 9), round(x.confidence, 9)) for x in b.answers]
+    assert rank(spans, 0.95).abstained and not rank(spans, 0.0).abstained  # the thresholds above do cut
 
 
 def test_same_answer_from_two_documents_is_merged_with_best_citation_first() -> None:
@@ -48,21 +66,57 @@ def test_same_answer_from_two_documents_is_merged_with_best_citation_first() -> 
     assert [a.text for a in ranked.answers] == ["Paris", "Lyon"]
     paris = ranked.answers[0]
     assert [c.path for c in paris.citations] == ["b.txt", "a.txt"]
-    assert paris.score == pytest.approx(reader_scale(9.0))
     for c in paris.citations:
         source = DOC_A if c.path == "a.txt" else DOC_B
-        assert source[c.start:c.end] == "Paris"
+        assert source[c.start:c.end] == c.text == "Paris"
         assert source[c.context_start:c.context_start + len(c.context)] == c.context
         assert "Paris" in c.context
 
 
-def test_normalised_duplicates_merge_but_text_keeps_the_document_form() -> None:
-    hit = _hit("c.txt", "The Eiffel Tower. the eiffel tower!", 3.0, 1, 3)
-    ranked = rank_answers([_span(hit, "The Eiffel Tower", 4.0), _span(hit, "eiffel tower", 3.0)],
-                          [hit], page_of=lambda s: 1, mu=1.0, threshold=0.0)
-    (answer,) = ranked.answers
-    assert answer.text == "The Eiffel Tower"
-    assert len(answer.citations) == 2
+def test_overlapping_spans_in_one_document_are_one_candidate() -> None:
+    hit = _hit("c.txt", "The probe ended its mission on 15 September 2017 after thirteen years.", 5.0, 1, 3)
+    spans = [_span(hit, "15 September 2017", 9.0), _span(hit, "on 15 September 2017", 6.0),
+             _span(hit, "its mission on 15 September", 5.0), _span(hit, "thirteen years", 4.0)]
+    ranked = rank(spans, hits=(hit,), mu=1.0)
+    assert [a.text for a in ranked.answers] == ["15 September 2017", "thirteen years"]
+    assert len(ranked.answers[0].citations) == 1
+
+
+def test_citations_carry_their_own_surface_form() -> None:
+    hit = _hit("c.txt", "The Fermat primality test. Later, the Fermat primality test failed.", 3.0, 1, 3)
+    far = Span(context=Context(hit=hit, text=hit.text, start=0), start=hit.text.index("the Fermat"),
+               end=hit.text.index("the Fermat") + len("the Fermat primality test"), score=3.0)
+    (answer,) = rank([_span(hit, "Fermat primality test", 4.0), far], hits=(hit,), mu=1.0).answers
+    assert answer.text == "Fermat primality test"
+    assert [c.text for c in answer.citations] == ["Fermat primality test", "the Fermat primality test"]
+    assert all(hit.text[c.start:c.end] == c.text for c in answer.citations)
+
+
+@pytest.mark.parametrize("read, shown", [
+    ("Chebyshev)", "Chebyshev"),
+    ("fact (Fermat's little theorem", "Fermat's little theorem"),
+    ("trial division.", "trial division"),
+    ("(1823)", "1823"),
+    ("Washington, D.C.", "Washington, D.C."),
+])
+def test_shown_spans_are_trimmed_and_offsets_stay_exact(read: str, shown: str) -> None:
+    text = f"We know it: {read} And more."
+    hit = _hit("t.txt", text, 1.0, 1, 4)
+    (answer,) = rank([_span(hit, read, 5.0)], hits=(hit,)).answers
+    (c,) = answer.citations
+    assert answer.text == shown == c.text == text[c.start:c.end]
+
+
+def test_an_answer_across_a_page_break_shows_a_space_and_names_both_pages() -> None:
+    text = f"They saw conscription as incompatible with the teaching of{PAGE_BREAK}Scripture, it said."
+    hit = _hit("p.pdf", text, 1.0, 1, 5)
+    page_of = lambda doc, offset: 1 + text.count(PAGE_BREAK, 0, offset)  # noqa: E731
+    answer = rank_answers([_span(hit, f"the teaching of{PAGE_BREAK}Scripture", 5.0)], [hit], page_of=page_of,
+                          threshold=0.0).answers[0]
+    (c,) = answer.citations
+    assert answer.text == "the teaching of Scripture"
+    assert c.text == text[c.start:c.end] == f"the teaching of{PAGE_BREAK}Scripture"
+    assert (c.page, c.last_page) == (1, 2)
 
 
 def test_mu_decides_between_reader_and_retriever() -> None:
@@ -75,15 +129,15 @@ def test_confidence_is_softmax_over_candidates_and_top_n_cuts() -> None:
     spans = [_span(HIT_A, "Paris", 6.0), _span(HIT_A, "Lyon", 2.0), _span(HIT_B, "Berlin", 1.0)]
     ranked = rank(spans, mu=1.0, top_n=2)
     assert [a.text for a in ranked.answers] == ["Paris", "Lyon"]
-    fused = [reader_scale(s) for s in (6.0, 2.0, 1.0)]
+    fused = reader_parts(spans)
     exps = [math.exp((f - fused[0]) / CONFIDENCE_TEMPERATURE) for f in fused]
     assert ranked.answers[0].confidence == pytest.approx(exps[0] / sum(exps))
     assert ranked.answers[0].confidence > ranked.answers[1].confidence
 
 
-def test_abstains_below_threshold_and_without_spans() -> None:
-    spans = [_span(HIT_A, "Paris", -8.0)]
-    assert rank(spans, mu=1.0, threshold=0.5).abstained
-    assert rank(spans, mu=1.0, threshold=0.5).answers == ()
+def test_abstains_when_the_top_answer_is_not_confident_and_without_spans() -> None:
+    close = [_span(HIT_A, "Paris", 5.0), _span(HIT_A, "Lyon", 4.99)]  # two answers alike: 50/50
+    assert rank(close, mu=1.0, threshold=0.6).abstained
+    assert rank(close, mu=1.0, threshold=0.6).answers == ()
+    assert not rank(close, mu=1.0, threshold=0.4).abstained
     assert rank([], mu=1.0).abstained
-    assert not rank(spans, mu=1.0, threshold=0.0).abstained
