@@ -462,7 +462,8 @@ def _pct(values: Iterable[float]) -> float:
 
 def summarize(rows: Sequence[QuestionEval], *, dataset: str, dataset_sha256: str, index: str, model: str,
               settings: dict[str, object], k: int, mu: float, threshold: float, widen: int,
-              mu_sweep: tuple[MuPoint, ...] = (), read: bool = True, retriever: str = "fts5") -> EvalReport:
+              mu_sweep: tuple[MuPoint, ...] = (), read: bool = True, retriever: str = "fts5",
+              scope: str = "open") -> EvalReport:
     """The report of per-question results (public so sweeps can re-summarise saved rows);
     ``read=False``: the rows hold retrieval results only."""
     answerable = [r for r in rows if r.answers]
@@ -472,7 +473,7 @@ def summarize(rows: Sequence[QuestionEval], *, dataset: str, dataset_sha256: str
         k=k, mu=mu, threshold=threshold, widen=widen, questions=len(rows),
         answerable=len(answerable), unanswerable=len(unanswerable),
         recall={n: recall_at(answerable, n) for n in RECALL_KS},
-        retrieve_ms=_mean_ms(r.retrieve_s for r in rows), retriever=retriever,
+        retrieve_ms=_mean_ms(r.retrieve_s for r in rows), retriever=retriever, scope=scope,
     )
     if not read:
         return report

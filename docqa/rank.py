@@ -7,11 +7,9 @@
    of the reader's logits (readers differ: a model with sharper logits must rank and abstain
    the same way):
    - reader: ``exp((score - best) / (READER_SPREAD * spread))``: 1 for the question's best raw
-     span score, and how far below it the others are in units of the reader's own logit scale,
-     ``spread``: the mean over the spans of their window's logit spread (``Span.spread``, the
-     standard deviation of a start+end logit sum over the window's tokens), or where spans carry
-     none, the standard deviation of the question's span scores. Multiplying every logit by a
-     constant (or adding one) changes nothing.
+     span score, and how far below it the others are in units of ``spread``, the standard
+     deviation of the question's raw span scores (the reader's own scale, measured on this
+     question). Multiplying every score by a constant (or adding one) changes nothing.
    - retriever: the hit's score divided by the best hit's score for this question.
    ``fused = mu * reader + (1 - mu) * retriever`` for each place.
 4. Places whose shown text normalises the same are one answer, citing each place (best first).
@@ -35,10 +33,10 @@ from docqa.types import Answer, Citation, Hit, Span
 
 # Defaults chosen with `docqa eval` (see docs/evaluation.md).
 DEFAULT_MU = 0.5
-DEFAULT_THRESHOLD = 0.3  # top answers with a lower confidence are mostly wrong
-CONFIDENCE_TEMPERATURE = 0.05
-READER_SPREAD = 1.0
-EVIDENCE_WEIGHT = 0.0
+DEFAULT_THRESHOLD = 0.22  # the top answers it withholds are mostly wrong (docs/evaluation.md)
+CONFIDENCE_TEMPERATURE = 0.15
+READER_SPREAD = 2.0
+EVIDENCE_WEIGHT = 0.1
 CONTEXT_CHARS = 120  # shown around an answer on each side
 
 
@@ -58,17 +56,13 @@ class _Place:
     fused: float
 
 
-def reader_parts(spans: Sequence[Span]) -> list[float]:
-    """Each span's raw score as a part in (0, 1], relative to the question's best score and the
-    reader's logit spread."""
-    if not spans:
+def reader_parts(scores: Sequence[float]) -> list[float]:
+    """Each raw span score as a part in (0, 1], relative to the question's best score and spread."""
+    if not scores:
         return []
-    scores = [s.score for s in spans]
     top = max(scores)
-    spread = sum(s.spread for s in spans) / len(spans)
-    if spread <= 0:
-        mean = sum(scores) / len(scores)
-        spread = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
+    mean = sum(scores) / len(scores)
+    spread = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
     if spread <= 0:
         return [1.0] * len(scores)
     return [math.exp((s - top) / (READER_SPREAD * spread)) for s in scores]
@@ -89,7 +83,7 @@ def rank_answers(
     if not spans:
         return Ranked((), True)
     best_hit = max((h.score for h in hits), default=0.0)
-    scored = sorted(zip(spans, reader_parts(spans)), key=lambda p: (-p[0].score, p[0].start))
+    scored = sorted(zip(spans, reader_parts([s.score for s in spans])), key=lambda p: (-p[0].score, p[0].start))
     groups: dict[str, list[_Place]] = {}
     for place in _places(scored, best_hit, mu):
         groups.setdefault(normalize_answer(place.spans[0].text) or place.spans[0].text.strip(), []).append(place)

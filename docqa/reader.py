@@ -161,25 +161,24 @@ class Reader:
         found = self._run(plan.windows)
         return [_collect(plan, found, q, contexts[q]) for q in range(len(questions))]
 
-    def _run(self, windows: Sequence[_Window]) -> list[list[tuple[int, int, float, float]]]:
-        """Each window's top spans as (context-token start, end, score, the window's spread)."""
+    def _run(self, windows: Sequence[_Window]) -> list[list[tuple[int, int, float]]]:
+        """Each window's top spans as (context-token start, end, score)."""
         import torch
 
         assert self._template is not None
         order = sorted(range(len(windows)), key=lambda w: len(windows[w].ids), reverse=True)
-        found: list[list[tuple[int, int, float, float]]] = [[] for _ in windows]
+        found: list[list[tuple[int, int, float]]] = [[] for _ in windows]
         for first in range(0, len(order), self.batch_size):
             batch = [windows[w] for w in order[first : first + self.batch_size]]
             inputs, context_mask, segments = _tensors(batch, self._template, self.device)
             with torch.inference_mode():
                 out = self._model(**inputs)
-            start_logits, end_logits = out.start_logits.float(), out.end_logits.float()
-            starts, ends, scores = decode_spans(start_logits, end_logits, context_mask, self.max_answer_len,
-                                                self.spans_per_window, segments=segments)
-            spreads = logit_spread(start_logits, end_logits, context_mask).tolist()
+            starts, ends, scores = decode_spans(out.start_logits.float(), out.end_logits.float(),
+                                                context_mask, self.max_answer_len, self.spans_per_window,
+                                                segments=segments)
             for row, window in enumerate(batch):
                 found[order[first + row]] = [
-                    (s - window.ctx_pos + window.ctx_first, e - window.ctx_pos + window.ctx_first, v, spreads[row])
+                    (s - window.ctx_pos + window.ctx_first, e - window.ctx_pos + window.ctx_first, v)
                     for s, e, v in zip(starts[row].tolist(), ends[row].tolist(), scores[row].tolist())
                     if v != float("-inf")
                 ]
@@ -331,18 +330,18 @@ def _tensors(batch: Sequence[_Window], template: _PairTemplate,
     return {k: v.to(device) for k, v in inputs.items()}, context, segments
 
 
-def _collect(plan: _Plan, found: list[list[tuple[int, int, float, float]]], q: int,
+def _collect(plan: _Plan, found: list[list[tuple[int, int, float]]], q: int,
              contexts: Sequence[Context]) -> list[Span]:
     """Map a question's window spans to document offsets; one span per document location."""
     best: dict[tuple[str, int, int, int], Span] = {}
     for context, t in zip(contexts, plan.text_of[q]):
         offsets = plan.offsets[t]
         for w in plan.unit_windows[(q, t)]:
-            for s, e, score, spread in found[w]:
+            for s, e, score in found[w]:
                 start, end = context.start + offsets[s][0], context.start + offsets[e][1]
                 key = (context.hit.path, context.hit.document_id, start, end)
                 if key not in best or score > best[key].score:
-                    best[key] = Span(context=context, start=start, end=end, score=score, spread=spread)
+                    best[key] = Span(context=context, start=start, end=end, score=score)
     return sorted(best.values(), key=lambda span: span.score, reverse=True)
 
 
@@ -381,22 +380,6 @@ def decode_spans(
     top, index = scores.flatten(1).topk(min(top_n, length * band), dim=1)
     starts = torch.div(index, band, rounding_mode="floor")
     return starts, starts + index % band, top
-
-
-def logit_spread(start_logits: Any, end_logits: Any, context_mask: Any) -> torch.Tensor:
-    """Per row, the standard deviation of a start+end logit sum over the context tokens
-    (``sqrt(var(start) + var(end))``): the scale of this model's scores in this window, which
-    rank.py measures span scores against (0 for a row with under two context tokens)."""
-    import torch
-
-    mask = torch.as_tensor(context_mask, dtype=torch.bool)
-    n = mask.sum(dim=1).clamp(min=1)
-    variance = torch.zeros(mask.shape[0], device=mask.device)
-    for logits in (torch.as_tensor(start_logits, dtype=torch.float32), torch.as_tensor(end_logits, dtype=torch.float32)):
-        logits = logits.masked_fill(~mask, 0.0)
-        mean = logits.sum(dim=1) / n
-        variance += ((logits - mean[:, None]) ** 2).masked_fill(~mask, 0.0).sum(dim=1) / n
-    return variance.sqrt()
 
 
 # --- loading ---------------------------------------------------------------------------------

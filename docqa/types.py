@@ -219,7 +219,6 @@ class Span:
     start: int
     end: int
     score: float
-    spread: float = 0.0  # the logit scale of the window it was read in (see reader.logit_spread)
 
     @property
     def text(self) -> str:

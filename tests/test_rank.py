@@ -23,12 +23,12 @@ HIT_A = _hit("a.txt", DOC_A, 8.0, 1, 1)
 HIT_B = _hit("b.txt", DOC_B, 4.0, 2, 2)
 
 
-def _span(hit: Hit, answer: str, score: float, nth: int = 0, spread: float = 2.0) -> Span:
+def _span(hit: Hit, answer: str, score: float, nth: int = 0) -> Span:
     start = -1
     for _ in range(nth + 1):
         start = hit.text.index(answer, start + 1)
     return Span(context=Context(hit=hit, text=hit.text, start=hit.start), start=start,
-                end=start + len(answer), score=score, spread=spread)
+                end=start + len(answer), score=score)
 
 
 def rank(spans: list[Span], threshold: float = 0.0, hits: tuple[Hit, ...] = (HIT_A, HIT_B), **kw: float):
@@ -36,11 +36,9 @@ def rank(spans: list[Span], threshold: float = 0.0, hits: tuple[Hit, ...] = (HIT
 
 
 def test_fused_score_is_mu_weighted_sum_of_per_question_parts() -> None:
-    spans = [_span(HIT_B, "Berlin", 6.0), _span(HIT_A, "Lyon", 2.0, spread=6.0)]
-    parts = reader_parts(spans)
-    assert parts[0] == 1.0 and parts[1] == pytest.approx(math.exp(-4.0 / (READER_SPREAD * 4.0)))  # mean spread 4
-    no_spread = [replace(s, spread=0.0) for s in spans]  # spans from elsewhere: the scores' own std (2)
-    assert reader_parts(no_spread)[1] == pytest.approx(math.exp(-4.0 / (READER_SPREAD * 2.0)))
+    spans = [_span(HIT_B, "Berlin", 6.0), _span(HIT_A, "Lyon", 2.0)]
+    parts = reader_parts([6.0, 2.0])
+    assert parts[0] == 1.0 and parts[1] == pytest.approx(math.exp(-4.0 / (READER_SPREAD * 2.0)))  # std of (6, 2): 2
     berlin, lyon = rank(spans, mu=0.7).answers
     assert (berlin.reader_score, berlin.retriever_score) == (1.0, pytest.approx(4.0 / 8.0))
     assert berlin.score == pytest.approx(0.7 * 1.0 + 0.3 * 0.5)
@@ -51,7 +49,7 @@ def test_fused_score_is_mu_weighted_sum_of_per_question_parts() -> None:
 def test_ranking_and_abstaining_do_not_depend_on_the_reader_logit_scale(factor: float, offset: float) -> None:
     spans = [_span(HIT_A, "Paris", 6.0), _span(HIT_A, "Lyon", 5.5), _span(HIT_B, "Berlin", 1.0),
              _span(HIT_B, "Germany", 5.9)]
-    scaled = [replace(s, score=s.score * factor + offset, spread=s.spread * factor) for s in spans]
+    scaled = [replace(s, score=s.score * factor + offset) for s in spans]
     for threshold in (0.0, 0.5, 0.95):
         a, b = rank(spans, threshold), rank(scaled, threshold)
         assert a.abstained == b.abstained
@@ -129,14 +127,15 @@ def test_confidence_is_softmax_over_candidates_and_top_n_cuts() -> None:
     spans = [_span(HIT_A, "Paris", 6.0), _span(HIT_A, "Lyon", 2.0), _span(HIT_B, "Berlin", 1.0)]
     ranked = rank(spans, mu=1.0, top_n=2)
     assert [a.text for a in ranked.answers] == ["Paris", "Lyon"]
-    fused = reader_parts(spans)
+    fused = reader_parts([6.0, 2.0, 1.0])
     exps = [math.exp((f - fused[0]) / CONFIDENCE_TEMPERATURE) for f in fused]
     assert ranked.answers[0].confidence == pytest.approx(exps[0] / sum(exps))
     assert ranked.answers[0].confidence > ranked.answers[1].confidence
 
 
 def test_abstains_when_the_top_answer_is_not_confident_and_without_spans() -> None:
-    close = [_span(HIT_A, "Paris", 5.0), _span(HIT_A, "Lyon", 4.99)]  # two answers alike: 50/50
+    close = [_span(HIT_A, "Paris", 5.0), _span(HIT_A, "Lyon", 4.99), _span(HIT_B, "Berlin", 1.0),
+             _span(HIT_B, "Germany", 0.0)]  # two answers alike: about 50/50
     assert rank(close, mu=1.0, threshold=0.6).abstained
     assert rank(close, mu=1.0, threshold=0.6).answers == ()
     assert not rank(close, mu=1.0, threshold=0.4).abstained
