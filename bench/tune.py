@@ -199,16 +199,16 @@ def analyse(args: argparse.Namespace) -> None:
 
 def _ranking_tables(data: dict, k: int, mu: float, gold: float) -> None:
     print(f"\nopen F1 (every question answered) at k={k}: READER_SPREAD x mu")
-    mus = (0.3, 0.4, 0.5, 0.6, 0.7)
+    mus = (0.2, 0.3, 0.4, 0.5, 0.6)
     print("| READER_SPREAD | " + " | ".join(f"mu {m}" for m in mus) + " |")
     print("|---:|" + "---:|" * len(mus))
-    for spread in (0.25, 0.5, 1.0, 2.0):
+    for spread in (0.75, 1.0, 1.5, 2.0, 3.0):
         with constants(READER_SPREAD=spread):
             print(f"| {spread} | " + " | ".join(f"{open_scores(data, k, m)[1]:.1f}" for m in mus) + " |")
     print(f"\nevidence: EVIDENCE_WEIGHT at k={k}, mu={mu}")
     print("| EVIDENCE_WEIGHT | open EM | open F1 | open/gold |")
     print("|---:|---:|---:|---:|")
-    for weight in (0.0, 0.1, 0.25, 0.5, 1.0):
+    for weight in (0.0, 0.1, 0.25, 0.5):
         with constants(EVIDENCE_WEIGHT=weight):
             em, f = open_scores(data, k, mu)
         print(f"| {weight} | {em:.1f} | {f:.1f} | {f / gold:.1%} |")
@@ -221,7 +221,7 @@ def _threshold_table(data: dict, k: int, mu: float) -> None:
     print(f"\nthreshold (on the top answer's confidence) at k={k}, mu={mu}")
     print("| threshold | withheld | EM of withheld | EM of shown | F1 of shown | open F1 (withheld = 0) |")
     print("|---:|---:|---:|---:|---:|---:|")
-    for cut in (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6):
+    for cut in (0.0, 0.15, 0.2, 0.22, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6):
         below = [s for c, s in rows if c < cut]
         above = [s for c, s in rows if c >= cut]
         em_below = f"{100 * sum(s[0] for s in below) / len(below):.1f}" if below else "-"

@@ -488,7 +488,8 @@ def _print_answers(result: AskResult, explain_mu: float | None) -> None:
         return
     for i, a in enumerate(result.answers, 1):
         c = a.citations[0]
-        click.echo(click.style(f"{i}. {a.text}", bold=True) + f"  ({a.confidence:.0%})  {c.path}, page {c.page}"
+        pages = f"page {c.page}" if c.last_page in (0, c.page) else f"pages {c.page}-{c.last_page}"
+        click.echo(click.style(f"{i}. {a.text}", bold=True) + f"  ({a.confidence:.0%})  {c.path}, {pages}"
                    + (" (OCR: may hold recognition errors)" if c.ocr else ""))
         lo, hi = c.start - c.context_start, c.end - c.context_start
         before, after = (re.sub(r"\s+", " ", part) for part in (c.context[:lo], c.context[hi:]))
@@ -496,8 +497,9 @@ def _print_answers(result: AskResult, explain_mu: float | None) -> None:
         if len(a.citations) > 1:
             click.echo("   also: " + "; ".join(f"{o.path}, page {o.page}" for o in a.citations[1:4]))
         if explain_mu is not None:
+            others = f" + evidence from {len(a.citations) - 1} other place(s)" if len(a.citations) > 1 else ""
             click.echo(f"   score {a.score:.3f} = {explain_mu:g} x reader {a.reader_score:.3f} + "
-                       f"{1 - explain_mu:g} x retriever {a.retriever_score:.3f}")
+                       f"{1 - explain_mu:g} x retriever {a.retriever_score:.3f}{others}")
 
 
 # -- eval -----------------------------------------------------------------------------------
