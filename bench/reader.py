@@ -317,8 +317,9 @@ def squad_questions(n: int) -> Iterator[tuple[Path, list[str]]]:
         yield Path(tmp) / "squad.db", questions[:: max(1, len(questions) // n)][:n]
 
 
-def shell_models() -> list[tuple[str, Path]]:
-    return [("minilm-squad-proxy", PROXY), ("SpanBERT-large shape", large_random_model())]
+def shell_models(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    proxy = [("minilm-squad-proxy", PROXY)]
+    return proxy if args.proxy_only else [*proxy, ("SpanBERT-large shape", large_random_model())]
 
 
 def _wall(command: list[str]) -> tuple[float, str]:
@@ -369,7 +370,7 @@ def shell_table(args: argparse.Namespace) -> tuple[list[ShellRow], str]:
     rows = []
     load_before = load_average()
     with squad_questions(args.shell_runs) as (index, picked):
-        for name, model in shell_models():
+        for name, model in shell_models(args):
             ask = [sys.executable, "-m", "docqa", "ask", "-i", str(index), "--model", str(model),
                    "--device", args.device]
             phases = [json.loads(subprocess.run([sys.executable, "-c", PHASES, str(model), str(index), q, args.device],
@@ -397,7 +398,7 @@ def batch_table(args: argparse.Namespace) -> tuple[list[tuple[str, float, float]
     rows = []
     load_before = load_average()
     with squad_questions(args.batch) as (index, picked):
-        for name, model in shell_models():
+        for name, model in shell_models(args):
             with DocQA(index, model=str(model), device=args.device, threads=args.threads) as qa:
                 qa.ask(picked[0])  # load and warm up
                 singles = []
@@ -546,6 +547,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="run one table (shell: cold/hand-off `docqa ask` and batch throughput)")
     parser.add_argument("--shell-runs", type=int, default=4, help="questions per model in the shell table")
     parser.add_argument("--batch", type=int, default=50, help="questions in the batch-throughput table")
+    parser.add_argument("--proxy-only", action="store_true", help="shell tables for the proxy model only")
     parser.add_argument("--out", type=Path, help="also write the tables to this markdown file")
     args = parser.parse_args(argv)
     if args.quick:
