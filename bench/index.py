@@ -14,12 +14,17 @@ installed, OCR: --ocr-pages pages of SQuAD text (3 paragraphs a page, 10 pt) sca
      not timed), one page after another, with its default threads;
   4. `docqa index --ocr auto` of the scanned PDFs (rendering, Tesseract with one thread in each
      worker, all cores).
+and plain Tesseract again with one thread (docqa's setting), with the CPU seconds per page of
+each, which a busy machine barely changes: on an otherwise idle machine, docqa's pages/s is
+about cores / (one-thread CPU s/page).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -83,12 +88,20 @@ def ocr_corpus(folder: Path, pages: int) -> list[Path]:
     return images
 
 
-def plain_tesseract(images: list[Path]) -> float:
+def plain_tesseract(images: list[Path], threads: str | None = None) -> float:
+    env = dict(os.environ, OMP_THREAD_LIMIT=threads) if threads else None
     t0 = time.perf_counter()
     for image in images:
         subprocess.run(["tesseract", str(image), "stdout", "-l", "eng", "--dpi", "300"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return time.perf_counter() - t0
+
+
+def children_cpu() -> float:
+    """CPU seconds of every finished child process and their descendants (workers, Tesseract):
+    what the work costs whatever else loads the machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -117,15 +130,26 @@ def main() -> None:
         folder = Path(tmp, "scans")
         folder.mkdir()
         images = ocr_corpus(folder, args.ocr_pages)
+        cpu0 = children_cpu()
         tesseract_s = plain_tesseract(images)
+        cpu1 = children_cpu()
+        single_s = plain_tesseract(images, threads="1")
+        cpu2 = children_cpu()
         docqa_s = docqa_index(folder, Path(tmp, "ocr.db"), args.workers)
     n = len(images)
     print(f"\nOCR: {n} scanned pages (300 dpi), {len(list(range(0, n, 2)))} PDFs")
-    print("| method | seconds | pages/s | ratio to plain Tesseract |")
-    print("|---|---|---|---|")
-    print(f"| plain tesseract, one page after another | {tesseract_s:.1f} | {n / tesseract_s:.2f} | 1.00 |")
+    print("| method | seconds | pages/s | ratio to plain Tesseract | CPU s/page |")
+    print("|---|---|---|---|---|")
+    print(f"| plain tesseract, one page after another | {tesseract_s:.1f} | {n / tesseract_s:.2f} | 1.00 | "
+          f"{(cpu1 - cpu0) / n:.2f} |")
+    print(f"| the same, one thread (OMP_THREAD_LIMIT=1, as in docqa's workers) | {single_s:.1f} | {n / single_s:.2f} | "
+          f"{tesseract_s / single_s:.2f} | {(cpu2 - cpu1) / n:.2f} |")
+    # The workers are the forkserver's children, which the accounting above cannot see.
     print(f"| docqa index --ocr auto (workers={args.workers or 'all cores'}) | {docqa_s:.1f} | {n / docqa_s:.2f} | "
-          f"{tesseract_s / docqa_s:.2f} |")
+          f"{tesseract_s / docqa_s:.2f} | - |")
+    cores = args.workers or len(os.sched_getaffinity(0))
+    print(f"\non an idle machine docqa would read about {cores} cores / {(cpu2 - cpu1) / n:.2f} CPU s a page "
+          f"= {cores * n / (cpu2 - cpu1):.2f} pages/s (plus rendering)")
 
 
 if __name__ == "__main__":
