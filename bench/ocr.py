@@ -28,7 +28,7 @@ from pdfgen import write_pdf  # noqa: E402
 
 from docqa import DocQA  # noqa: E402
 from docqa.datasets import load_squad  # noqa: E402
-from docqa.evaluate import best_over_golds, exact_match, f1  # noqa: E402
+from docqa.evaluate import best_over_golds, exact_match, f1, has_answer  # noqa: E402
 from docqa.types import Limits  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -51,6 +51,13 @@ def write_articles(articles, folder: Path, *, scanned: bool) -> int:
 def word_recall(expected: str, got: str) -> float:
     want, have = Counter(WORD.findall(expected)), Counter(WORD.findall(got))
     return sum((want & have).values()) / max(1, sum(want.values()))
+
+
+def retrieval_recall(index: Path, questions, k: int = 10) -> float:
+    """Share of questions with a gold answer in the top ``k`` passages (no reader: every question)."""
+    with DocQA(index) as qa:
+        found = [has_answer(q.answers, " ".join(h.text for h in qa.search(q.question, k=k).hits)) for q in questions]
+    return 100 * sum(found) / len(found)
 
 
 def answer_quality(index: Path, model: str, questions) -> tuple[float, float, float]:
@@ -77,9 +84,8 @@ def main() -> None:
     args = parser.parse_args()
     lo, hi = (int(x) for x in args.articles.split(":"))
     articles = load_squad(args.dataset, slice(lo, hi))
-    questions = [q for a in articles for q in a.questions]
-    random.Random(0).shuffle(questions)
-    questions = questions[: args.limit] if args.limit else questions
+    every = [q for a in articles for q in a.questions]
+    questions = random.Random(0).sample(every, len(every))[: args.limit or len(every)]
     with tempfile.TemporaryDirectory() as tmp:
         text_dir, scan_dir = Path(tmp, "text"), Path(tmp, "scanned")
         pages = write_articles(articles, text_dir, scanned=False)
@@ -101,6 +107,9 @@ def main() -> None:
                        for a in articles]
         print(f"OCR word recall vs the text layer: {100 * sum(recalls) / len(recalls):.2f}% "
               f"(worst article {100 * min(recalls):.2f}%)")
+        for name, index in indexes.items():
+            print(f"{name}: a gold answer in the top 10 passages for {retrieval_recall(index, every):.1f}% "
+                  f"of all {len(every)} questions")
         print(f"\n{len(questions)} questions of SQuAD dev articles {args.articles}, reader {args.model}")
         print("| index | open EM | open F1 | s/question |")
         print("|---|---:|---:|---:|")
