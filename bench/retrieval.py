@@ -14,6 +14,7 @@ Indexes and results go to ``--work`` (default ``out/bench-retrieval``); tables p
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import re
@@ -26,12 +27,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from docqa.datasets import Article, Question, load_squad, questions_of  # noqa: E402
 from docqa.evaluate import has_answer  # noqa: E402
-from docqa.dense import Embedder, embed_index  # noqa: E402
+from docqa.dense import DEFAULT_EMBEDDER, Embedder, resolve_precision  # noqa: E402
 from docqa.retrieve import STOPWORDS, BM25Retriever, FTS5Retriever, HybridRetriever, Retriever  # noqa: E402
 from docqa.split import split_pages  # noqa: E402
 from docqa.store import DEFAULT_SETTINGS, DocumentRow, Store  # noqa: E402
@@ -94,8 +97,9 @@ class Recall:
     ms_per_question: float
 
 
-def first_hit(retriever: Retriever, question: str, answers: Sequence[str], k: int) -> int | None:
-    for hit in retriever.search(question, k=k).hits:
+def first_hit(retriever: Retriever, question: str, answers: Sequence[str], k: int,
+              paths: Sequence[str] | None = None) -> int | None:
+    for hit in retriever.search(question, k=k, paths=paths).hits:
         if has_answer(answers, hit.text):
             return hit.rank
     return None
@@ -109,12 +113,16 @@ DEFAULT_LABEL = {"tokenizer": PORTER, "stopwords": "nltk"}
 
 
 def recall(dataset: str, retriever: Retriever, questions: Sequence[Question],
-           label: dict[str, str] = DEFAULT_LABEL, name: str | None = None) -> Recall:
-    """Recall@k of ``retriever`` (listed as ``name``, default its own), also logged to stderr."""
+           label: dict[str, str] = DEFAULT_LABEL, name: str | None = None, scope: str = "corpus") -> Recall:
+    """Recall@k of ``retriever`` (listed as ``name``, default its own), also logged to stderr.
+    ``scope="document"`` searches only each question's own article (``--path``)."""
     t0 = time.perf_counter()
-    ranks = [first_hit(retriever, q.question, q.answers, max(KS)) for q in questions]
+    ranks = [first_hit(retriever, q.question, q.answers, max(KS),
+                       [f"{q.article:03d}-*"] if scope == "document" else None) for q in questions]
     elapsed = time.perf_counter() - t0
     at = {k: sum(r is not None and r <= k for r in ranks) / len(ranks) for k in KS}
+    if scope == "document":
+        dataset += ", per document"
     result = Recall(dataset, name or retriever.name, label["tokenizer"], label["stopwords"], len(ranks), at,
                     1000 * elapsed / len(ranks))
     print(json.dumps(result.__dict__), file=sys.stderr, flush=True)
@@ -125,6 +133,12 @@ def run_recall(args: argparse.Namespace) -> list[Recall]:
     results = []
     for dataset in args.datasets.split(","):
         articles = load_squad(DATASETS[dataset])
+        if args.articles:  # the questions of these articles; the index still holds every article
+            start, end = map(int, args.articles.split(":"))
+            questions = [q for q in answerable(articles) if start <= q.article < end]
+        else:
+            questions = answerable(articles)
+        label = f"{dataset} {args.articles}" if args.articles else dataset
         for tokenizer in args.tokenizers.split(";"):
             path = dataset_index(dataset, tokenizer, args.work)
             if "hybrid" in args.retrievers.split(","):
@@ -138,14 +152,14 @@ def run_recall(args: argparse.Namespace) -> list[Recall]:
                         "hybrid": lambda: HybridRetriever(store),
                     }
                     for name in args.retrievers.split(","):
-                        results.append(recall(dataset, makers[name](), answerable(articles),
-                                              {"tokenizer": tokenizer, "stopwords": stop_name}))
+                        results.append(recall(label, makers[name](), questions,
+                                              {"tokenizer": tokenizer, "stopwords": stop_name}, scope=args.scope))
         results += budget_sweep(dataset, articles, args)
-        results += weight_sweep(dataset, articles, args)
+        results += weight_sweep(label, dataset, questions, args)
     return results
 
 
-def weight_sweep(dataset: str, articles: list[Article], args: argparse.Namespace) -> list[Recall]:
+def weight_sweep(label: str, dataset: str, questions: list[Question], args: argparse.Namespace) -> list[Recall]:
     """Recall of the hybrid retriever at other weights of the cosine."""
     weights = [float(w) for w in args.dense_weights.split(",") if w]
     if not weights:
@@ -153,19 +167,43 @@ def weight_sweep(dataset: str, articles: list[Article], args: argparse.Namespace
     path = dataset_index(dataset, PORTER, args.work)
     embed(path)
     with Store(path, readonly=True) as store:
-        return [recall(dataset, HybridRetriever(store, weight=w), answerable(articles), name=f"hybrid, {w:g} x cosine")
-                for w in weights]
+        return [recall(label, HybridRetriever(store, weight=w), questions, name=f"hybrid, {w:g} x cosine",
+                       scope=args.scope) for w in weights]
+
+
+CACHE = ROOT / "bench" / ".cache"
+
+
+def cached_vectors(embedder: Embedder, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
+    """``embedder``'s vectors of ``texts`` (questions with ``query``), computed once per model,
+    precision and texts and kept in ``bench/.cache``: embedding a set takes minutes."""
+    name = embedder.model_name
+    slug = "minilm" if name == DEFAULT_EMBEDDER else hashlib.sha256(name.encode()).hexdigest()[:8]
+    key = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+    path = CACHE / f"{slug}-{resolve_precision(embedder.precision)}{'-query' if query else ''}-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    t0 = time.perf_counter()
+    vectors = embedder.encode(texts, query=query)
+    seconds = time.perf_counter() - t0
+    print(f"embedded {len(texts)} {'questions' if query else 'passages'} with {name} "
+          f"({embedder.precision}) in {seconds:.0f} s ({1000 * seconds / max(1, len(texts)):.1f} ms each)",
+          file=sys.stderr, flush=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
 
 
 def embed(path: Path) -> None:
-    """Dense vectors for every passage of the index at ``path`` (once), timed."""
+    """Dense vectors for every passage of the index at ``path`` (from the cache when there)."""
     with Store(path) as store:
-        t0 = time.perf_counter()
-        done = embed_index(store, Embedder())
-        seconds = time.perf_counter() - t0
-        if done:
-            print(f"embedded {done} passages of {path.name} in {seconds:.0f} s ({1000 * seconds / done:.1f} ms each)",
-                  file=sys.stderr, flush=True)
+        embedder = Embedder()
+        store.start_vectors(embedder.model_name)
+        rows = store.passages_without_vectors(0, 10**9)
+        if rows:
+            vectors = cached_vectors(embedder, [text for _, text in rows])
+            store.put_vectors([(pid, v.tobytes()) for (pid, _), v in zip(rows, vectors)])
+        embedder.export_onnx()
 
 
 def budget_sweep(dataset: str, articles: list[Article], args: argparse.Namespace) -> list[Recall]:
@@ -399,6 +437,120 @@ def latency_table(results: Sequence[Latency]) -> str:
     return "\n".join(lines)
 
 
+# -- embedding speed and cold start (issue 17) ----------------------------------------------------
+
+
+class StaticEmbedder:
+    """model2vec's static embedder distilled offline from the default model (no transformer at
+    all: a token-vector lookup and a mean), behind ``Embedder``'s interface for the benchmarks."""
+
+    precision = "static"
+
+    def __init__(self, dims: int = 256) -> None:
+        from model2vec.distill import distill
+
+        self.model_name = f"model2vec-{dims}-of-{DEFAULT_EMBEDDER}"
+        folder = Embedder().folder
+        path = CACHE / self.model_name
+        if not path.exists():
+            distill(model_name=str(folder), pca_dims=dims).save_pretrained(str(path))
+        from model2vec import StaticModel
+
+        self.model = StaticModel.from_pretrained(str(path))
+
+    def encode(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
+        vectors = self.model.encode(list(texts))
+        return (vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def run_speed(args: argparse.Namespace) -> str:
+    """ms a passage and fidelity (cosine with torch fp32's vectors) of each way to embed, on the
+    passages of SQuAD dev articles 40-47, in one run (the machine is shared: compare ratios)."""
+    import onnxruntime
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    words, overlap = int(DEFAULT_SETTINGS["passage_words"]), int(DEFAULT_SETTINGS["overlap_words"])
+    texts = [p.text for a in load_squad(DATASETS["squad-dev"], articles=slice(40, 48))
+             for p in split_pages([a.text], words=words, overlap=overlap)][: args.passages]
+    fp32 = Embedder(precision="fp32", threads=args.threads)
+    fp32.export_onnx()
+    onnx_dir = fp32.onnx_dir()
+    int8 = CACHE / "minilm-int8.onnx"
+    if not int8.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        quantize_dynamic(str(onnx_dir / "model.onnx"), str(int8), weight_type=QuantType.QInt8)
+
+    def onnx_encoder(model: Path) -> Callable[[Sequence[str]], np.ndarray]:
+        from docqa.dense import pool
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+        def encode(batch_texts: Sequence[str]) -> np.ndarray:
+            out = np.empty((len(batch_texts), 384), dtype=np.float32)
+            order = sorted(range(len(batch_texts)), key=lambda i: len(batch_texts[i]))
+            for start in range(0, len(order), 32):
+                rows = order[start:start + 32]
+                enc = fp32._tokenizer([batch_texts[i] for i in rows], padding=True, truncation=True,
+                                      max_length=fp32.spec.max_tokens, return_tensors="np")
+                hidden = session.run(None, {k: v.astype(np.int64) for k, v in enc.items()})[0]
+                out[rows] = pool(hidden, enc["attention_mask"], fp32.spec.pooling)
+            return out
+        return encode
+
+    ways: dict[str, Callable[[Sequence[str]], np.ndarray]] = {
+        "torch fp32": fp32.encode,
+        "torch bf16": Embedder(precision="bf16", threads=args.threads).encode,
+        "onnxruntime fp32": onnx_encoder(onnx_dir / "model.onnx"),
+        "onnxruntime int8 (dynamic)": onnx_encoder(int8),
+        "model2vec static, 256 dims (distilled)": StaticEmbedder().encode,
+    }
+    reference = fp32.encode(texts)
+    timed: dict[str, tuple[float, np.ndarray]] = {}
+    for name, encode in ways.items():
+        encode(texts[:8])  # warm up
+        t0 = time.perf_counter()
+        vectors = encode(texts)
+        timed[name] = (1000 * (time.perf_counter() - t0) / len(texts), vectors)
+        print(f"{name}: {timed[name][0]:.1f} ms a passage", file=sys.stderr, flush=True)
+    lines = ["| embedder | ms / passage | x torch fp32 | mean / min cosine with fp32's vector |", "|---|---:|---:|---:|"]
+    for name, (ms, vectors) in timed.items():
+        same = (vectors * reference).sum(axis=1) if vectors.shape == reference.shape else None
+        fidelity = f"{same.mean():.5f} / {same.min():.5f}" if same is not None else "- (another model)"
+        lines.append(f"| {name} | {ms:.1f} | {timed['torch fp32'][0] / ms:.1f}x | {fidelity} |")
+    return "\n".join(lines)
+
+
+def run_cold(args: argparse.Namespace) -> str:
+    """Whole-process ``docqa search`` on a real embedded index (SQuAD dev), BM25 vs hybrid."""
+    index = dataset_index("squad-dev", PORTER, args.work)
+    embed(index)
+    question = "Which company made the engine of the first jet airliner?"
+    rows = {name: cold_process(index, name, question, args.runs, cli=True) for name in ("fts5", "hybrid")}
+    return "\n".join(["| `docqa search --retriever` | cold s (median of runs) | x fts5 |", "|---|---:|---:|"] + [
+        f"| {name} | {seconds:.2f} | {seconds / rows['fts5']:.1f}x |" for name, seconds in rows.items()])
+
+
+def run_vectors(args: argparse.Namespace) -> str:
+    """Exact cosine top-100 over N synthetic unit vectors (384 dims), as ``HybridRetriever`` does."""
+    rng = np.random.default_rng(0)
+    lines = ["| vectors | memory MB | exact top-100 p50 ms |", "|---:|---:|---:|"]
+    for size in map(int, args.sizes.split(",")):
+        matrix = rng.standard_normal((size, 384), dtype=np.float32)
+        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+        times = []
+        for _ in range(args.questions):
+            q = rng.standard_normal(384).astype(np.float32)
+            t0 = time.perf_counter()
+            sims = matrix @ (q / np.linalg.norm(q))
+            np.argpartition(-sims, 99)[:100]
+            times.append(1000 * (time.perf_counter() - t0))
+        lines.append(f"| {size:,} | {matrix.nbytes / 1e6:.0f} | {statistics.median(times):.1f} |")
+        del matrix
+    return "\n".join(lines)
+
+
 # -- command line ------------------------------------------------------------------------------
 
 
@@ -413,6 +565,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     rec.add_argument("--retrievers", default="fts5,rank-bm25", help="fts5, rank-bm25 and/or hybrid")
     rec.add_argument("--row-budgets", default="", help="FTS5 row budgets to sweep, e.g. 300,100")
     rec.add_argument("--dense-weights", default="", help="hybrid cosine weights to sweep, e.g. 1,2")
+    rec.add_argument("--articles", default="", help="only the questions of articles A:B, e.g. 40:48")
+    rec.add_argument("--scope", choices=("corpus", "document"), default="corpus",
+                     help="document: search only each question's own article")
     scale = sub.add_parser("scale", help="recall cost of the staged query and row budgets at 1M passages")
     scale.add_argument("--size", type=int, default=1_000_000)
     scale.add_argument("--questions", type=int, default=1000)
@@ -424,9 +579,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     lat.add_argument("--questions", type=int, default=500)
     lat.add_argument("--bm25-questions", type=int, default=100)
     lat.add_argument("--cold-runs", type=int, default=5)
+    speed = sub.add_parser("speed", help="ms a passage of each way to embed (issue 17)")
+    speed.add_argument("--passages", type=int, default=256)
+    speed.add_argument("--threads", type=int, default=2)
+    cold = sub.add_parser("cold", help="cold `docqa search`, fts5 vs hybrid, on SQuAD dev")
+    cold.add_argument("--runs", type=int, default=5)
+    vectors = sub.add_parser("vectors", help="exact cosine top-100 time at 100k-1M vectors")
+    vectors.add_argument("--sizes", default="100000,1000000")
+    vectors.add_argument("--questions", type=int, default=50)
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    if args.command == "recall":
+    if args.command in ("speed", "cold", "vectors"):
+        print({"speed": run_speed, "cold": run_cold, "vectors": run_vectors}[args.command](args))
+    elif args.command == "recall":
         print(recall_table(run_recall(args)))
     elif args.command == "scale":
         print(recall_table(run_scale(args)))

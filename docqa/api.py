@@ -61,7 +61,7 @@ class DocQA:
         precision: str = "auto",
         threads: int | None = None,
         *,
-        retriever: str = "fts5",
+        retriever: str = "auto",
         max_answer_len: int = 30,
         threshold: float = DEFAULT_THRESHOLD,
         widen: int = DEFAULT_WIDEN,
@@ -135,12 +135,13 @@ class DocQA:
         progress: Callable[[FileResult], None] | None = None,
         ray: bool | str = False,
         ship_mb: float | None = None,
+        embed: bool | None = None,
     ) -> IndexReport:
         """Index ``paths``; ``ocr`` says when PDF pages are read with Tesseract (changing it
         re-extracts the PDFs it affects on the next run). ``ray``: extract on a Ray cluster
         (True: ``$RAY_ADDRESS`` or a new local instance; a string: that cluster's address); this
         process still plans and writes. ``ship_mb``: with ``ray``, files up to this size go with
-        their tasks."""
+        their tasks. Then the new passages are embedded (``embed``; None: as ``embedder_for``)."""
         from docqa.indexer import Executor, Indexer  # extraction libraries load only when indexing
 
         with writer_lock(self.index_path), Store(self.index_path, create=True, settings=self.settings) as store:
@@ -153,7 +154,22 @@ class DocQA:
             report = Indexer(store, passwords=passwords, workers=workers, limits=limits, ocr=ocr,
                              progress=progress, executor=executor).run(paths)
         self._invalidate()
+        model = self.embedder_for(embed)
+        if model is not None and not report.interrupted:
+            self.embed(model)
         return report
+
+    def embedder_for(self, embed: bool | None, embedder: str | None = None) -> str | None:
+        """The model ``index`` embeds new passages with, None for none. ``embed=None`` (the
+        default) embeds where it can: with ``embedder``, else the index's own model, else
+        ``dense.default_embedder()`` (all-MiniLM-L6-v2 where the dense extra is installed), when
+        that model is present here. ``embed=True`` insists (and fails on a missing model)."""
+        from docqa.dense import DEFAULT_EMBEDDER, available, default_embedder
+
+        if embed is False:
+            return None
+        model = embedder or self.store.embedding_model or default_embedder() or (DEFAULT_EMBEDDER if embed else None)
+        return model if embed or (model is not None and available(model)) else None
 
     def embed(self, embedder: str | None = None, *, threads: int | None = None,
               progress: Callable[[int, int], None] | None = None) -> int:

@@ -103,8 +103,9 @@ index_option = click.option(
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 retriever_option = click.option(
-    "--retriever", type=click.Choice(RETRIEVERS), default="fts5", show_default=True,
-    help="hybrid: BM25 fused with dense vectors (needs `docqa index --embed`).",
+    "--retriever", type=click.Choice(RETRIEVERS), default="auto", show_default=True,
+    help="auto: hybrid where the index has passage vectors, else fts5. hybrid: BM25 fused with "
+         "dense vectors (needs `docqa index --embed`).",
 )
 ray_option = click.option(
     "--ray", "ray", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
@@ -249,11 +250,12 @@ def _index_settings(passwords: tuple[str, ...], passwords_file: Any, max_size: f
 
 @cli.command()
 @indexing_options
-@click.option("--embed", is_flag=True,
-              help="Also store a dense vector per passage, for `search --retriever hybrid` "
-                   "(pip install 'docqa[dense]').")
+@click.option("--embed/--no-embed", default=None,
+              help="Store a dense vector per new passage for semantic search (default: where the dense "
+                   "extra is installed, pip install 'docqa[dense]', or the index already has vectors).")
 @click.option("--embedder", default=None, metavar="MODEL",
-              help="Embedding model folder for --embed (default: the index's, else all-MiniLM-L6-v2).")
+              help="Embedding model: a sentence-transformers model folder (default: the index's, else "
+                   "$DOCQA_EMBEDDER, else all-MiniLM-L6-v2). Changing it re-embeds every passage.")
 @ray_option
 @click.option("--ship-max", type=click.FloatRange(min=0), default=None, metavar="MB",
               help="With --ray on a cluster: files up to this size travel with their tasks; bigger ones "
@@ -262,7 +264,7 @@ def _index_settings(passwords: tuple[str, ...], passwords_file: Any, max_size: f
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def index(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...], passwords_file: Any,
           workers: int | None, max_size: float, timeout: float, ocr_mode: str, ocr_lang: str,
-          ocr_timeout: float, embed: bool, embedder: str | None, ray: str | None, ship_max: float | None,
+          ocr_timeout: float, embed: bool | None, embedder: str | None, ray: str | None, ship_max: float | None,
           as_json: bool, quiet: bool) -> None:
     """Index PATHS (folders or files: PDF, Word .docx, PowerPoint .pptx, EPUB, HTML, Markdown, text)
     into one SQLite file. Scanned PDF pages are read with Tesseract (--ocr).
@@ -274,12 +276,13 @@ def index(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...]
         with _on_ray(ray), _progress(quiet) as progress:
             report = qa.index(list(paths), passwords=passwords, workers=workers, limits=limits,
                               ocr=OcrOptions(ocr_mode, ocr_lang, ocr_timeout), progress=progress,
-                              ray=False if ray is None else ray, ship_mb=ship_max)
+                              ray=False if ray is None else ray, ship_mb=ship_max, embed=False)
         if not as_json:
             _summary(report)  # before embedding, which may fail on its own (no model installed)
-        if embed and not report.interrupted:
+        model = qa.embedder_for(True if embedder else embed, embedder)
+        if model is not None and not report.interrupted:
             with _count_progress(quiet, "passages") as counted:
-                embedded = qa.embed(embedder, progress=counted)
+                embedded = qa.embed(model, progress=counted)
             if not as_json:
                 click.echo(f"{embedded} passages embedded")
     if as_json:
@@ -340,7 +343,7 @@ def info(index: str | None, as_json: bool) -> None:
         click.echo(f"  {kind:<6} {n:>7}  1 page = {PAGE_MEANS.get(kind, 'page')}")
     click.echo(f"passages:  {result.passages}")
     if result.embedding_model:
-        click.echo(f"vectors:   {result.vectors} ({result.embedding_model}; search --retriever hybrid)")
+        click.echo(f"vectors:   {result.vectors} ({result.embedding_model}; search is hybrid)")
     click.echo("settings:  " + ", ".join(f"{k}={v}" for k, v in sorted(result.settings.items())))
     if result.problems:
         click.echo("problems:")
@@ -360,7 +363,8 @@ def info(index: str | None, as_json: bool) -> None:
 @json_option
 def search(question: str | None, index: str | None, k: int, retriever: str,
            paths: tuple[str, ...], as_json: bool) -> None:
-    """Show the passages that best match QUESTION (BM25). QUESTION may come on stdin, one per line."""
+    """Show the passages that best match QUESTION (BM25, plus meaning where the index has
+    vectors). QUESTION may come on stdin, one per line."""
     texts = _questions(question)
     if texts is None:
         raise click.UsageError("give a question, e.g. docqa search 'who wrote the report?'")

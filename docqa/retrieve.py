@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RETRIEVERS = ("fts5", "rank-bm25", "hybrid")
+RETRIEVERS = ("auto", "fts5", "rank-bm25", "hybrid")
 
 # A pasted paragraph still makes a fast query: keep its rarest terms (SQuAD questions have ~6).
 MAX_TERMS = 32
@@ -638,10 +638,10 @@ def fuse(lexical: Sequence[tuple[int, float]], cosines: dict[int, float], k: int
 
 class HybridRetriever(_Scorer):
     """FTS5 BM25 fused with the cosine similarity of dense passage vectors (``docqa.dense``):
-    also finds passages that paraphrase the question. The index must hold vectors (``docqa index
-    ... --embed``); they are all held in memory (1.5 KB a passage) and each question is embedded,
-    so this is for collections up to ~1M passages and costs ~10 ms a question over BM25
-    (docs/bench-retrieval.md)."""
+    also finds passages that paraphrase the question. The index must hold vectors (``docqa
+    index`` stores them where the dense extra is installed); they are all held in memory (1.5 KB
+    a passage) and compared exactly with the question's (docs/bench-retrieval.md: fast enough up
+    to ~1M passages)."""
 
     name = "hybrid"
 
@@ -667,44 +667,44 @@ class HybridRetriever(_Scorer):
 
     def scores(self, query: Query, k: int, doc_ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
         lexical = self.lexical.scores(query, self.candidates, doc_ids)
-        return fuse(lexical, self._cosines(query.question, doc_ids, [pid for pid, _ in lexical]), k, self.weight)
+        return fuse(lexical, self.cosines(query.question, doc_ids, [pid for pid, _ in lexical]), k, self.weight)
 
-    def _cosines(self, question: str, doc_ids: Sequence[int] | None, also: Sequence[int]) -> dict[int, float]:
+    def cosines(self, question: str, doc_ids: Sequence[int] | None, also: Sequence[int]) -> dict[int, float]:
         """Cosine of the question with its ``candidates`` nearest passages and with ``also``."""
-        # torch, not numpy, multiplies: OpenBLAS's threads would spin against torch's (10x slower).
-        import torch
+        import numpy as np
 
         _, ids, documents, matrix = self._load()
         if not len(ids):
             return {}
-        sims = matrix @ torch.from_numpy(self.embedder.encode([question])[0])
+        sims = matrix @ self.embedder.encode_query(question)
         if doc_ids is not None:
-            allowed = torch.isin(documents, torch.tensor(list(doc_ids), dtype=torch.int64))
-            sims = sims.masked_fill(~allowed, -math.inf)
-        top = torch.topk(sims, min(self.candidates, len(sims))).indices
-        wanted = torch.tensor(list(also), dtype=torch.int64)
-        rows = torch.searchsorted(ids, wanted).clamp(max=len(ids) - 1)
+            sims[~np.isin(documents, np.asarray(list(doc_ids), dtype=np.int64))] = -np.inf
+        n = min(self.candidates, len(sims))
+        top = np.argpartition(-sims, n - 1)[:n]
+        wanted = np.asarray(list(also), dtype=np.int64)
+        rows = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
         rows = rows[ids[rows] == wanted]  # BM25 hits without a vector yet have no cosine
-        values = sims.tolist()
-        return {int(ids[i]): values[i] for i in torch.cat([top, rows]).tolist() if values[i] > -math.inf}
+        return {int(ids[i]): float(sims[i]) for i in np.concatenate([top, rows]) if sims[i] > -np.inf}
 
     def _load(self) -> tuple[int, Any, Any, Any]:
-        import numpy as np
-        import torch
-
         generation = self.store.generation
         if self._vectors is None or self._vectors[0] != generation:
-            ids, documents, blobs = self.store.vectors()  # in passage id order: searchsorted works
-            dim = len(blobs[0]) // 4 if blobs else 0
-            matrix = np.empty((len(blobs), dim), dtype=np.float32)  # filled row by row: one copy, not three
-            for row, blob in enumerate(blobs):
-                matrix[row] = np.frombuffer(blob, dtype=np.float32)
-            self._vectors = (generation, torch.tensor(ids, dtype=torch.int64),
-                             torch.tensor(documents, dtype=torch.int64), torch.from_numpy(matrix))
+            self._vectors = (generation, *self.store.vectors())  # in passage id order: searchsorted works
         return self._vectors
 
 
-def make_retriever(store: Store, name: str = "fts5") -> Retriever:
+def default_retriever(store: Store) -> str:
+    """What ``auto`` means for ``store``: hybrid where it holds passage vectors this machine can
+    use (the dense extra installed, or the index's own model folder present), else fts5."""
+    from docqa.dense import available
+
+    model = store.embedding_model
+    return "hybrid" if model is not None and available(model) and store.has_vectors() else "fts5"
+
+
+def make_retriever(store: Store, name: str = "auto") -> Retriever:
+    if name == "auto":
+        name = default_retriever(store)
     if name == "fts5":
         return FTS5Retriever(store)
     if name == "rank-bm25":

