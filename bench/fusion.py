@@ -1,8 +1,8 @@
 """How to fuse BM25 with dense vectors (issue 17): recall@k of fusion rules, offline.
 
-    python bench/fusion.py                       # tuning sets: PolicyQA dev, SQuAD dev articles 0-39
-    python bench/fusion.py --heldout             # + SQuAD dev articles 40-47, reported apart
-    python bench/fusion.py --precisions bf16,fp32 --rules shipped
+    python bench/fusion.py                            # tuning sets: PolicyQA dev, SQuAD dev articles 0-39
+    python bench/fusion.py --sets heldout --rules shipped   # SQuAD dev articles 40-47, held out
+    python bench/fusion.py --sets policyqa --precisions bf16,fp32,static --rules bm25,dense,shipped
 
 Each question's candidates are computed once (FTS5 BM25 top ``--depth`` and the vectors' top
 ``--depth`` over every passage, or over its own article's with ``--scope document``); every
@@ -138,16 +138,18 @@ def recall_at(ranked: Sequence[Ranking], cands: Sequence[Candidates]) -> dict[in
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-retrieval")
-    parser.add_argument("--heldout", action="store_true", help="also SQuAD dev articles 40-47")
+    parser.add_argument("--sets", default="policyqa,squad",
+                        help="policyqa (dev), squad (dev articles 0-39), heldout (squad dev articles 40-47)")
     parser.add_argument("--precisions", default="auto", help="auto, bf16, fp32, or static (model2vec)")
-    parser.add_argument("--rules", default=",".join(RULES), help=f"of {', '.join(RULES)}, or 'shipped'")
+    parser.add_argument("--rules", default=",".join(RULES), help=f"of {', '.join(RULES)}, shipped (linear {DENSE_WEIGHT:g})")
     parser.add_argument("--depths", default=f"{HYBRID_CANDIDATES},300")
     parser.add_argument("--scopes", default="corpus,document")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    sets = [("policyqa-dev", "policyqa-dev", slice(None)), ("squad-dev 0-39", "squad-dev", slice(0, 40))]
-    if args.heldout:
-        sets.append(("squad-dev 40-47 (held out)", "squad-dev", slice(40, 48)))
+    known = {"policyqa": ("policyqa-dev", "policyqa-dev", slice(None)),
+             "squad": ("squad-dev 0-39", "squad-dev", slice(0, 40)),
+             "heldout": ("squad-dev 40-47 (held out)", "squad-dev", slice(40, 48))}
+    sets = [known[name] for name in args.sets.split(",")]
     depths = [int(d) for d in args.depths.split(",")]
     print("| set | scope | vectors | rule | depth | R@1 | R@5 | R@10 | R@20 |")
     print("|---|---|---|---|---:|---:|---:|---:|---:|")
@@ -160,8 +162,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 cands = candidates(dataset, questions, precision, max(depths), scope, args.work)
                 print(f"{label} {scope} {precision}: candidates in {time.perf_counter() - t0:.0f} s",
                       file=sys.stderr, flush=True)
-                rules = {"linear": (linear, [DENSE_WEIGHT])} if args.rules == "shipped" else \
-                    {n: RULES[n] for n in args.rules.split(",")}
+                rules = {n: (linear, [DENSE_WEIGHT]) if n == "shipped" else RULES[n] for n in args.rules.split(",")}
                 for name, (rule, params) in rules.items():
                     for param in params:
                         for depth in depths if name not in ("bm25", "dense") else [max(depths)]:
