@@ -168,7 +168,12 @@ class DocQA:
 
         if embed is False:
             return None
-        model = embedder or self.store.embedding_model or default_embedder() or (DEFAULT_EMBEDDER if embed else None)
+        if embedder is None:
+            # Opened as ``index`` opens it, so closing it tidies the -wal/-shm files as indexing
+            # does (a read-only connection would leave them beside the index).
+            with Store(self.index_path) as store:
+                embedder = store.embedding_model
+        model = embedder or default_embedder() or (DEFAULT_EMBEDDER if embed else None)
         return model if embed or (model is not None and available(model)) else None
 
     def embed(self, embedder: str | None = None, *, threads: int | None = None,
