@@ -350,14 +350,15 @@ def _export(model: Any, tokenizer: Any, target: Path) -> None:
         def forward(self, *inputs: Any) -> Any:
             return self.inner(**dict(zip(names, inputs))).last_hidden_state
 
+    from docqa.reader import quiet_loading
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    fp32 = type(model).from_pretrained(model.name_or_path, dtype=torch.float32, local_files_only=True).eval() \
-        if model.dtype != torch.float32 else model
+    with quiet_loading():  # the fp32 reload would print transformers' "Loading weights" bar
+        fp32 = type(model).from_pretrained(model.name_or_path, dtype=torch.float32, local_files_only=True).eval() \
+            if model.dtype != torch.float32 else model
     sample = tokenizer(["a question", "a longer passage of text"], padding=True, return_tensors="pt")
     with tempfile.TemporaryDirectory(dir=target.parent, ignore_cleanup_errors=True) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from docqa.reader import quiet_loading
-
         with quiet_loading():
             torch.onnx.export(
                 Hidden(fp32).eval(), tuple(sample[n] for n in names), str(Path(tmp) / "raw.onnx"),
