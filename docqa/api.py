@@ -149,7 +149,7 @@ class DocQA:
             if ray is not False:
                 from docqa.distributed import DEFAULT_SHIP_MB, RayExecutor
 
-                executor = RayExecutor(ray or None if isinstance(ray, str) else None, limits=limits,
+                executor = RayExecutor(_ray_address(ray), limits=limits,
                                        ship_mb=DEFAULT_SHIP_MB if ship_mb is None else ship_mb)
             report = Indexer(store, passwords=passwords, workers=workers, limits=limits, ocr=ocr,
                              progress=progress, executor=executor).run(paths)
@@ -281,7 +281,7 @@ class DocQA:
         else:
             from docqa.distributed import read_on_ray
 
-            readings = read_on_ray(self, chunks, passages, address=ray or None if isinstance(ray, str) else None,
+            readings = read_on_ray(self, chunks, passages, address=_ray_address(ray),
                                    actors=actors, gpus_per_actor=gpus_per_actor)
         for chunk, read in readings:
             yield from zip(chunk, read)
@@ -359,6 +359,11 @@ class DocQA:
 
     def _page_of(self, document_id: int, offset: int) -> int:
         return page_of(self._page_starts(document_id), offset)
+
+
+def _ray_address(ray: bool | str) -> str | None:
+    """The cluster a ``ray=`` argument names: None for ``$RAY_ADDRESS`` or a new local instance."""
+    return ray or None if isinstance(ray, str) else None
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
