@@ -46,6 +46,7 @@ from docqa.evaluate import (  # noqa: E402
     select_questions,
 )
 from docqa import rank  # noqa: E402
+from docqa.retrieve import RETRIEVERS  # noqa: E402
 from docqa.rank import DEFAULT_THRESHOLD, Ranked, rank_answers  # noqa: E402
 from docqa.types import Reading  # noqa: E402
 
@@ -102,23 +103,27 @@ def read(args: argparse.Namespace) -> None:
 
     dataset = POLICYQA if args.dataset == "policyqa" else SQUAD
     corpus = load_squad(dataset)
-    questions = select_questions(corpus, HELD_OUT if dataset == SQUAD else None, None)[::args.every]
+    questions = select_questions(corpus, HELD_OUT if dataset == SQUAD else None, None)[args.offset::args.every]
     path = ensure_index(dataset, corpus, index_settings(args.passage_words, args.overlap_words))
     titles = {a.index: document_path(a) for a in corpus}
     within = scope_paths(args.scope, titles)
     records: list[Record] = []
     t0 = time.perf_counter()
-    with DocQA(path, model=args.model, widen=args.widen, threads=args.threads) as qa:
+    with DocQA(path, model=args.model, widen=args.widen, threads=args.threads, retriever=args.retriever) as qa:
+        if args.retriever in ("hybrid", "auto") and qa.embedder_for(args.retriever == "hybrid"):
+            qa.embed(threads=args.threads)  # as docqa eval does: "auto" is what a user gets
+        retriever = qa.retriever().name
         for start in range(0, len(questions), BATCH_QUESTIONS):
             batch = questions[start:start + BATCH_QUESTIONS]
             found = [recall_hits(qa, q, within(q)) for q in batch]
             records += [Record(q, r, g) for q, r, _, g in read_questions(qa, batch, found, args.k, titles, within=within)]
             print(f"\r{len(records)}/{len(questions)} {time.perf_counter() - t0:.0f}s", end="", file=sys.stderr)
-    name = f"{args.passage_words}-{args.overlap_words}-w{args.widen}-k{args.k}-e{args.every}"
+    name = f"{args.passage_words}-{args.overlap_words}-w{args.widen}-k{args.k}-e{args.every}{f'o{args.offset}' if args.offset else ''}-{retriever}"
     out = WORK / f"read-{'' if dataset == SQUAD else 'policyqa-'}{name}{'-document' if args.scope == 'document' else ''}.pkl"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as f:
         pickle.dump({"words": args.passage_words, "overlap": args.overlap_words, "widen": args.widen, "k": args.k,
+                     "retriever": retriever,
                      "seconds": time.perf_counter() - t0, "records": records}, f)
     print(f"\nwrote {out}", file=sys.stderr)
 
@@ -134,7 +139,8 @@ def ranked(rec: Record, k: int, mu: float, *, factor: float = 1.0, threshold: fl
     its own, so this is what reading k passages gives), raw scores multiplied by ``factor``."""
     spans = [replace(s, score=s.score * factor) for s in rec.reading.spans if s.context.hit.rank <= k]
     extra = {} if temperature is None else {"temperature": temperature}
-    return rank_answers(spans, rec.reading.hits[:k], page_of=lambda d, o: 1, mu=mu, threshold=threshold, **extra)
+    return rank_answers(spans, rec.reading.hits[:k], page_of=lambda d, o: 1, question=rec.question.question, mu=mu,
+                        threshold=threshold, **extra)
 
 
 def scores(rec: Record, r: Ranked) -> tuple[float, float]:
@@ -276,9 +282,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     r.add_argument("--threads", type=int, default=None)
     r.add_argument("-k", type=int, default=MAX_K, help="passages read per question")
     r.add_argument("--every", type=int, default=1, help="read every N-th question only (a faster sample)")
+    r.add_argument("--offset", type=int, default=0, help="... starting at this one (another sample)")
     r.add_argument("--dataset", choices=("squad", "policyqa"), default="squad",
                    help="squad: held-out articles 40-47; policyqa: all of PolicyQA dev (the proxy trained on it)")
     r.add_argument("--scope", choices=SCOPES, default="open", help="document: each question within its own article")
+    r.add_argument("--retriever", choices=RETRIEVERS, default="auto", help="as docqa eval's --retriever")
     a = sub.add_parser("analyse")
     a.add_argument("caches", type=Path, nargs="+")
     a.add_argument("-k", type=int, default=10, help="passages read, for the mu/threshold/temperature tables")

@@ -330,7 +330,7 @@ class DocQA:
              threshold: float | None = None) -> AskResult:
         """Answers from a ``read_batch`` result; ``mu``/``threshold`` default to the tuned ones."""
         ranked = rank_answers(
-            reading.spans, reading.hits, page_of=self._page_of, top_n=top_k,
+            reading.spans, reading.hits, page_of=self._page_of, question=reading.question, top_n=top_k,
             mu=DEFAULT_MU if mu is None else mu,
             threshold=self.threshold if threshold is None else threshold,
         )

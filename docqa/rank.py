@@ -10,7 +10,14 @@
      span score, and how far below it the others are in units of ``spread``, the standard
      deviation of the question's raw span scores (the reader's own scale, measured on this
      question). Multiplying every score by a constant (or adding one) changes nothing.
-   - retriever: the hit's score divided by the best hit's score for this question.
+   - retriever: ``(1 - SENTENCE_WEIGHT) * passage + SENTENCE_WEIGHT * sentence``. ``passage``
+     is the hit's score divided by the best hit's score for this question; ``sentence`` is how
+     much of the question the rest of the answer's sentence holds: the question's words found
+     there, each weighted by its inverse document frequency over the passages read for the
+     question (a word every passage has tells nothing), divided by all the question words'
+     weight. The passage score judges 120 words at once; the sentence is where a reader's
+     answer must be supported, and the reader alone compares its logits across passages
+     poorly (it was trained on one paragraph at a time; docs/evaluation.md section 9).
    ``fused = mu * reader + (1 - mu) * retriever`` for each place.
 4. Places whose shown text normalises the same are one answer, citing each place (best first).
    Its score is its best place's fused score plus ``EVIDENCE_WEIGHT`` times the others' (an
@@ -28,15 +35,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from docqa.normalize import normalize_answer
-from docqa.spans import shown, trim
+from docqa.spans import sentence_around, shown, trim
 from docqa.types import Answer, Citation, Hit, Span
 
 # Defaults chosen with `docqa eval` (see docs/evaluation.md).
-DEFAULT_MU = 0.5
-DEFAULT_THRESHOLD = 0.22  # the top answers it withholds are mostly wrong (docs/evaluation.md)
-CONFIDENCE_TEMPERATURE = 0.15
+DEFAULT_MU = 0.3
+DEFAULT_THRESHOLD = 0.25  # the top answers it withholds are mostly wrong (docs/evaluation.md)
+CONFIDENCE_TEMPERATURE = 0.1
 READER_SPREAD = 2.0
 EVIDENCE_WEIGHT = 0.1
+SENTENCE_WEIGHT = 0.4  # of the retriever part
 CONTEXT_CHARS = 120  # shown around an answer on each side
 
 
@@ -73,19 +81,22 @@ def rank_answers(
     hits: Sequence[Hit],
     *,
     page_of: Callable[[int, int], int],
+    question: str = "",
     top_n: int = 3,
     mu: float = DEFAULT_MU,
     threshold: float = DEFAULT_THRESHOLD,
     temperature: float = CONFIDENCE_TEMPERATURE,
 ) -> Ranked:
-    """``page_of(document_id, offset)`` is the 1-based page holding that character."""
+    """``page_of(document_id, offset)`` is the 1-based page holding that character. Without a
+    ``question`` (or one with no words) the retriever part is the passage score alone."""
+    match = _sentence_match(question, {s.context.hit.passage_id: s.context.text for s in spans})
     spans = [t for t in map(_trimmed, spans) if t is not None]
     if not spans:
         return Ranked((), True)
     best_hit = max((h.score for h in hits), default=0.0)
     scored = sorted(zip(spans, reader_parts([s.score for s in spans])), key=lambda p: (-p[0].score, p[0].start))
     groups: dict[str, list[_Place]] = {}
-    for place in _places(scored, best_hit, mu):
+    for place in _places(scored, best_hit, mu, match):
         groups.setdefault(normalize_answer(place.spans[0].text) or place.spans[0].text.strip(), []).append(place)
     merged = sorted((sorted(g, key=lambda p: -p.fused) for g in groups.values()), key=lambda g: -_score(g))
     weights = _softmax([_score(g) for g in merged], temperature)
@@ -113,7 +124,26 @@ def _trimmed(span: Span) -> Span | None:
     return replace(span, start=ctx.start + start, end=ctx.start + end)
 
 
-def _places(scored: Sequence[tuple[Span, float]], best_hit: float, mu: float) -> list[_Place]:
+def _sentence_match(question: str, texts: dict[int, str]) -> Callable[[Span], float] | None:
+    """``span -> sentence`` part (module docstring); None when the question has no words.
+    ``texts``: the text read of each passage, by passage id."""
+    words = set(normalize_answer(question).split())
+    if not words:
+        return None
+    read = [set(normalize_answer(t).split()) for t in texts.values()]
+    idf = {w: math.log((len(read) + 1) / (sum(w in r for r in read) + 0.5)) for w in words}
+    total = sum(idf.values())
+
+    def match(span: Span) -> float:
+        ctx = span.context
+        around = set(normalize_answer(sentence_around(ctx.text, span.start - ctx.start, span.end - ctx.start)).split())
+        return sum(v for w, v in idf.items() if w in around) / total
+
+    return match
+
+
+def _places(scored: Sequence[tuple[Span, float]], best_hit: float, mu: float,
+            match: Callable[[Span], float] | None = None) -> list[_Place]:
     """Spans (best first) grouped by overlap within a document: each joins the first place it
     overlaps, else starts one (so a place is led by its best span)."""
     places: list[tuple[list[Span], float, float]] = []
@@ -126,6 +156,8 @@ def _places(scored: Sequence[tuple[Span, float]], best_hit: float, mu: float) ->
             continue
         hit = span.context.hit
         b = hit.score / best_hit if best_hit > 0 else 0.0
+        if match is not None:
+            b = (1 - SENTENCE_WEIGHT) * b + SENTENCE_WEIGHT * match(span)
         by_document.setdefault(key, []).append(len(places))
         places.append(([span], r, b))
     return [_Place(tuple(s), r, b, mu * r + (1 - mu) * b) for s, r, b in places]

@@ -9,6 +9,8 @@
   the document to exactly the citation's text.
 - Display (``shown``): white space and control characters inside the span become one space
   (an answer across a page break inside a sentence reads "of Scripture").
+- Its sentence (``sentence_around``): the rest of the sentence an answer stands in, which
+  ranking compares with the question.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ _OPENERS = {"(": ")", "[": "]", "{": "}", "“": "”", "‘": "’", "«": "»"
 _CLOSERS = {v: k for k, v in _OPENERS.items()}
 _STRAIGHT = '"'
 # A trailing period that belongs to the word: "U.S.", "Washington, D.C.", "J.", "etc."
+# Where a sentence ends: after . ! ? (and closing quotes/brackets) and white space, or at a newline.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"')\]’”]*\s+|\n+")
 _KEEP_PERIOD = re.compile(r"(?:\b\w\.){2,}$|(?:^|\s)\w\.$|\betc\.$", re.IGNORECASE)
 
 
@@ -52,6 +56,18 @@ def token_segments(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
         segments.append(current)
         previous_end = end
     return segments
+
+
+def sentence_around(text: str, start: int, end: int) -> str:
+    """The sentence(s) of ``text`` holding ``text[start:end]``, with that span left out."""
+    lo, hi = 0, len(text)
+    for m in _SENTENCE_BREAK.finditer(text):
+        if m.end() <= start:
+            lo = m.end()
+        elif m.start() >= end:
+            hi = m.start()
+            break
+    return f"{text[lo:start]} {text[end:hi]}"
 
 
 def trim(text: str, start: int, end: int) -> tuple[int, int]:

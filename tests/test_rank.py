@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from docqa.rank import CONFIDENCE_TEMPERATURE, READER_SPREAD, rank_answers, reader_parts
+from docqa.rank import CONFIDENCE_TEMPERATURE, READER_SPREAD, SENTENCE_WEIGHT, rank_answers, reader_parts
 from docqa.types import PAGE_BREAK, Context, Hit, Span
 
 DOC_A = "Paris is the capital of France. Lyon is a large city in France, smaller than Paris."
@@ -51,11 +51,32 @@ def test_ranking_and_abstaining_do_not_depend_on_the_reader_logit_scale(factor: 
              _span(HIT_B, "Germany", 5.9)]
     scaled = [replace(s, score=s.score * factor + offset) for s in spans]
     for threshold in (0.0, 0.5, 0.95):
-        a, b = rank(spans, threshold), rank(scaled, threshold)
+        a, b = rank(spans, threshold, question=QUESTION), rank(scaled, threshold, question=QUESTION)
         assert a.abstained == b.abstained
         assert [(x.text, round(x.score, 9), round(x.confidence, 9)) for x in a.answers] == \
                [(x.text, round(x.score, 9), round(x.confidence, 9)) for x in b.answers]
-    assert rank(spans, 0.95).abstained and not rank(spans, 0.0).abstained  # the thresholds above do cut
+    assert rank(spans, 0.95, question=QUESTION).abstained and not rank(spans, 0.0, question=QUESTION).abstained
+
+
+QUESTION = "Which city is the capital of Germany?"
+
+
+def test_the_answer_whose_sentence_holds_the_question_wins_close_calls() -> None:
+    even_b = replace(HIT_B, score=HIT_A.score)  # both passages retrieved alike
+    spans = [_span(HIT_A, "Lyon", 5.1), _span(even_b, "Berlin", 5.0), _span(HIT_A, "Paris", 0.0)]
+    assert rank(spans, hits=(HIT_A, even_b)).answers[0].text == "Lyon"  # the reader's best, passages equal
+    lyon, berlin = (rank(spans, hits=(HIT_A, even_b), question=QUESTION).answers[i] for i in (1, 0))
+    assert berlin.text == "Berlin" and lyon.text == "Lyon"
+    # Question words (normalised, "the" dropped), weighted by inverse document frequency over the
+    # two passages read: "which" is in neither, "city" and "germany" in one, the rest in both.
+    idf = {"which": math.log(3 / 0.5), "city": math.log(3 / 1.5), "germany": math.log(3 / 1.5),
+           "is": math.log(3 / 2.5), "capital": math.log(3 / 2.5), "of": math.log(3 / 2.5)}
+    total = sum(idf.values())
+    # "Berlin [is the capital of Germany.]"; "Lyon [is a large city in France, smaller than Paris.]"
+    berlin_sentence = (idf["is"] + idf["capital"] + idf["of"] + idf["germany"]) / total
+    lyon_sentence = (idf["is"] + idf["city"]) / total
+    assert berlin.retriever_score == pytest.approx((1 - SENTENCE_WEIGHT) + SENTENCE_WEIGHT * berlin_sentence)
+    assert lyon.retriever_score == pytest.approx((1 - SENTENCE_WEIGHT) + SENTENCE_WEIGHT * lyon_sentence)
 
 
 def test_same_answer_from_two_documents_is_merged_with_best_citation_first() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from docqa.spans import crosses_paragraph, shown, token_segments, trim
+from docqa.spans import crosses_paragraph, sentence_around, shown, token_segments, trim
 
 
 @pytest.mark.parametrize("text, crosses", [
@@ -42,3 +42,15 @@ def test_trim(span: str, want: str) -> None:
 
 def test_shown_text_has_no_control_characters_or_newlines() -> None:
     assert shown("of\fScripture\n and\x00 more") == "of Scripture and more"
+
+
+@pytest.mark.parametrize("span, around", [
+    ("Berlin", "  is the capital (of Germany)."),  # up to the sentence end, closing bracket kept
+    ("Germany", "Berlin is the capital (of  )."),
+    ("Paris", "Then   was\fnamed."),  # a page break inside a sentence ends nothing
+    ("Heading", " "),  # a line of its own
+])
+def test_sentence_around_a_span(span: str, around: str) -> None:
+    text = "Intro. Berlin is the capital (of Germany). Then Paris was\fnamed. Its name.\nHeading\nMore."
+    start = text.index(span)
+    assert sentence_around(text, start, start + len(span)) == around
