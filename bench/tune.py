@@ -211,6 +211,12 @@ def _ranking_tables(data: dict, k: int, mu: float, gold: float) -> None:
     for spread in (0.75, 1.0, 1.5, 2.0, 3.0):
         with constants(READER_SPREAD=spread):
             print(f"| {spread} | " + " | ".join(f"{open_scores(data, k, m)[1]:.1f}" for m in mus) + " |")
+    print(f"\nopen F1 (every question answered) at k={k}: SENTENCE_WEIGHT x mu")
+    print("| SENTENCE_WEIGHT | " + " | ".join(f"mu {m}" for m in mus) + " |")
+    print("|---:|" + "---:|" * len(mus))
+    for weight in (0.0, 0.2, 0.3, 0.4, 0.5, 0.6):
+        with constants(SENTENCE_WEIGHT=weight):
+            print(f"| {weight} | " + " | ".join(f"{open_scores(data, k, m)[1]:.1f}" for m in mus) + " |")
     print(f"\nevidence: EVIDENCE_WEIGHT at k={k}, mu={mu}")
     print("| EVIDENCE_WEIGHT | open EM | open F1 | open/gold |")
     print("|---:|---:|---:|---:|")

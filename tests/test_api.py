@@ -169,3 +169,28 @@ def test_a_reader_with_scaled_logits_ranks_and_abstains_the_same(qa: DocQA, corp
         assert [[(y.text, round(y.confidence, 4), round(y.score, 4)) for y in x] for x in a] == \
                [[(y.text, round(y.confidence, 4), round(y.score, 4)) for y in x] for x in b]
     assert 0 < sum(x.abstained for x in (qa.rank(r, threshold=cut) for r in base)) < len(questions)
+
+
+def test_ranking_weighs_the_sentence_each_answer_stands_in(qa: DocQA, corpus) -> None:
+    """``rank`` gives the reading's question to the ranking: the right answer's sentence ("In
+    Brelm, the colour is Truglur.") holds the question's words ("What colour is used in Brelm?"),
+    which lifts its retriever part above the passage score alone (the ranking without a
+    question), and above other candidates' ("Drepla's colour" does not match "Drepla": words
+    are compared as SQuAD normalises answers)."""
+    from dataclasses import replace
+
+    from docqa.rank import SENTENCE_WEIGHT
+
+    _, where = corpus
+    beats_others = 0
+    for reading in qa.read_batch(sorted(where)[:5]):
+        ranked = qa.rank(reading, threshold=0.0, top_k=50).answers
+        passage = {a.text: a.retriever_score for a in qa.rank(replace(reading, question=""), threshold=0.0,
+                                                               top_k=50).answers}
+        sentence = {a.text: (a.retriever_score - (1 - SENTENCE_WEIGHT) * passage[a.text]) / SENTENCE_WEIGHT
+                    for a in ranked}
+        right = where[reading.question][0].value
+        assert ranked[0].text == right and 0 < sentence[right] <= 1
+        assert ranked[0].retriever_score != pytest.approx(passage[right])  # the sentence counted
+        beats_others += len(ranked) > 1 and all(sentence[right] > v for t, v in sentence.items() if t != right)
+    assert beats_others >= 2
