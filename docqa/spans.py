@@ -27,9 +27,9 @@ _EDGE_PUNCT = ",;:.!?·…"
 _OPENERS = {"(": ")", "[": "]", "{": "}", "“": "”", "‘": "’", "«": "»"}
 _CLOSERS = {v: k for k, v in _OPENERS.items()}
 _STRAIGHT = '"'
-# A trailing period that belongs to the word: "U.S.", "Washington, D.C.", "J.", "etc."
 # Where a sentence ends: after . ! ? (and closing quotes/brackets) and white space, or at a newline.
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"')\]’”]*\s+|\n+")
+# A trailing period that belongs to the word: "U.S.", "Washington, D.C.", "J.", "etc."
 _KEEP_PERIOD = re.compile(r"(?:\b\w\.){2,}$|(?:^|\s)\w\.$|\betc\.$", re.IGNORECASE)
 
 
