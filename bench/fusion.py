@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-retrieval")
     parser.add_argument("--sets", default="policyqa,squad",
                         help="policyqa (dev), squad (dev articles 0-39), heldout (squad dev articles 40-47)")
-    parser.add_argument("--precisions", default="auto", help="auto, bf16, fp32, or static (model2vec)")
+    parser.add_argument("--precisions", default="auto", help="auto (int8 where onnxruntime is installed), int8, bf16, fp32, or static (model2vec)")
     parser.add_argument("--rules", default=",".join(RULES), help=f"of {', '.join(RULES)}, shipped (linear {DENSE_WEIGHT:g})")
     parser.add_argument("--depths", default=f"{HYBRID_CANDIDATES},300")
     parser.add_argument("--scopes", default="corpus,document")

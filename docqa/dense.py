@@ -7,12 +7,13 @@ vectors. How a model wants to be used is read from its own sentence-transformers
 (``ModelSpec``): pooling (mean, CLS, max or last token), the query/passage prompts (e5's
 "query: "/"passage: ", bge's search instruction) and the maximum length.
 
-Passages are embedded with torch, in bf16 where the CPU has bf16 instructions (2x faster than
-fp32, vectors within 1e-4 of cosine: docs/bench-retrieval.md), in batches of similar length.
-Questions are embedded without torch where possible: ``embed_index`` also exports the model to
-ONNX once (a cache folder, ``DOCQA_CACHE``), and a question then costs onnxruntime + the
+The model is exported once to ONNX (a cache folder, ``DOCQA_CACHE``): fp32 for questions and a
+copy with per-channel int8 weights for passages. Passages are embedded with that int8 copy through
+onnxruntime in batches of similar length (faster than torch bf16 or fp32, recall within 0.3
+points: docs/bench-retrieval.md); without onnxruntime, or with ``precision="bf16"/"fp32"``, with
+torch (bf16 where the CPU has bf16 instructions). A question costs onnxruntime + the
 ``tokenizers`` library only, which is what makes a cold ``docqa search`` fast. torch and
-transformers are imported on first use only.
+transformers are imported only to export the model or where onnxruntime is missing.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ BATCH = 32
 INSTALL_HINT = "pip install 'docqa[dense]'"
 POOLINGS = ("mean", "cls", "max", "lasttoken")
 EXPORT_FORMAT = 2  # bump when the exported files change meaning
+PRECISIONS = ("auto", "int8", "bf16", "fp32")
 
 
 def _bundled_folder() -> Path | None:
@@ -105,6 +107,7 @@ class ModelSpec:
     query_prefix: str = ""
     passage_prefix: str = ""
     max_tokens: int = DEFAULT_MAX_TOKENS
+    pad_id: int = 0  # what padded batches pad with: RoBERTa-style models derive positions from it
 
     @classmethod
     def read(cls, folder: Path) -> ModelSpec:
@@ -117,8 +120,9 @@ class ModelSpec:
         # sentence-transformers' encode_document tries these prompt names in this order.
         passage = next((prompts[k] for k in ("document", "passage", "corpus") if prompts.get(k)), "")
         limit = (_json_file(folder / "sentence_bert_config.json") or {}).get("max_seq_length")
+        pad = (_json_file(folder / "config.json") or {}).get("pad_token_id")
         return cls(pooling=pooling, query_prefix=str(prompts.get("query") or ""), passage_prefix=str(passage),
-                   max_tokens=int(limit) if limit else DEFAULT_MAX_TOKENS)
+                   max_tokens=int(limit) if limit else DEFAULT_MAX_TOKENS, pad_id=int(pad) if pad is not None else 0)
 
 
 def _json_file(path: Path) -> Any:
@@ -166,11 +170,12 @@ def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
 
 
 def resolve_precision(precision: str) -> str:
-    """``auto`` -> bf16 where the CPU has bf16 instructions (2x faster than fp32 here, same
+    """The torch dtype's name for ``precision``: ``auto`` (and ``int8``, whose passages go through
+    onnxruntime) -> bf16 where the CPU has bf16 instructions (2x faster than fp32 here, same
     recall: docs/bench-retrieval.md), else fp32."""
     from docqa.reader import _cpu_flags
 
-    if precision != "auto":
+    if precision not in ("auto", "int8"):
         return precision
     return "bf16" if _cpu_flags() & {"amx_bf16", "avx512_bf16"} else "fp32"
 
@@ -190,12 +195,17 @@ class Embedder:
                  precision: str = "auto") -> None:
         self.model_name = canonical_name(model)
         self.threads = threads
-        self.precision = precision  # "auto": bf16 where the CPU has bf16 instructions, else fp32
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        # "auto": passages through the int8 ONNX copy where onnxruntime is installed, else torch in
+        # bf16 where the CPU has bf16 instructions, else fp32. "int8" is "auto" by another name.
+        self.precision = precision
         self._folder: Path | None = None
         self._spec: ModelSpec | None = None
         self._model: Any = None
         self._tokenizer: Any = None
-        self._onnx: Any = None  # (session, tokenizers.Tokenizer, input names), or False: none
+        self._onnx: Any = None  # questions: (session, tokenizers.Tokenizer, input names), or False: none
+        self._int8: Any = None  # passages: the same, padded batches, or False: none
         self._lock = threading.Lock()
 
     @property
@@ -232,19 +242,22 @@ class Embedder:
                         local_files_only=True)
             except (OSError, ValueError, KeyError, RuntimeError) as err:
                 raise ModelError(f"cannot load the embedding model in {folder}: {err}") from err
-            self.precision = precision
             self._tokenizer, self._model = tokenizer, model.eval()
 
     def encode(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
         """One unit row vector per text (passages, or questions with ``query``), in order.
         Texts are sorted by length and batched, so a batch pads little."""
         import numpy as np
-        import torch
 
-        self._load()
         spec = self.spec
         prefix = spec.query_prefix if query else spec.passage_prefix
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        onnx = None if query else self._passage_session()
+        if onnx:
+            return self._encode_onnx(onnx, [prefix + texts[i] for i in order], order)
+        import torch
+
+        self._load()
         out: np.ndarray | None = None
         with torch.inference_mode():
             for start in range(0, len(order), BATCH):
@@ -257,6 +270,28 @@ class Embedder:
                     out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
                 out[batch] = vectors
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+    def passage_precision(self) -> str:
+        """What ``encode`` embeds passages with here: int8 (onnxruntime), bf16 or fp32 (torch)."""
+        return "int8" if self._passage_session() else resolve_precision(self.precision)
+
+    def _encode_onnx(self, onnx: Any, texts: Sequence[str], order: Sequence[int]) -> np.ndarray:
+        """``texts`` (sorted by length) through an ONNX session in padded batches; ``texts[j]``'s
+        vector goes to row ``order[j]``."""
+        import numpy as np
+
+        session, tokenizer, names = onnx
+        out = np.empty((len(texts), 0), dtype=np.float32)
+        for start in range(0, len(texts), BATCH):
+            encs = tokenizer.encode_batch(list(texts[start : start + BATCH]))
+            feeds = {"input_ids": [e.ids for e in encs], "attention_mask": [e.attention_mask for e in encs],
+                     "token_type_ids": [e.type_ids for e in encs]}
+            hidden = session.run(None, {n: np.asarray(feeds[n], dtype=np.int64) for n in names})[0]
+            vectors = pool(hidden, np.asarray(feeds["attention_mask"]), self.spec.pooling)
+            if not out.shape[1]:
+                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[np.asarray(order[start : start + BATCH])] = vectors
+        return out
 
     def encode_query(self, question: str) -> np.ndarray:
         """The unit vector of one question: through the ONNX export when there is one (no torch
@@ -286,31 +321,46 @@ class Embedder:
     def _onnx_session(self) -> Any:
         with self._lock:
             if self._onnx is None:
-                self._onnx = self._open_onnx() or False
+                self._onnx = self._open_onnx("model.onnx", question=True) or False
             return self._onnx
 
-    def _open_onnx(self) -> Any:
+    def _passage_session(self) -> Any:
+        """The int8 passage encoder, exported on first use; None where torch embeds passages."""
+        if self.precision not in ("auto", "int8") or importlib.util.find_spec("onnxruntime") is None:
+            return None
+        if self._int8 is None:
+            opened = self.export_onnx() and _quantize(self.onnx_dir()) and self._open_onnx(INT8_FILE, question=False)
+            with self._lock:
+                self._int8 = opened or False
+        return self._int8
+
+    def _open_onnx(self, name: str, *, question: bool) -> Any:
         target = self.onnx_dir()
-        if not (target / "model.onnx").is_file() or importlib.util.find_spec("onnxruntime") is None:
+        if not (target / name).is_file() or importlib.util.find_spec("onnxruntime") is None:
             return None
         try:
             import onnxruntime
             from tokenizers import Tokenizer
 
-            # The export is optimized already and one question is small: skipping graph
-            # optimization and weight prepacking and using one thread cuts the session's start
-            # from ~0.25 to ~0.09 s of CPU (docs/bench-retrieval.md), most of a cold search.
             options = onnxruntime.SessionOptions()
-            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-            options.add_session_config_entry("session.disable_prepacking", "1")
-            options.intra_op_num_threads = self.threads or 1
-            session = onnxruntime.InferenceSession(str(target / "model.onnx"), options,
-                                                   providers=["CPUExecutionProvider"])
+            if question:
+                # The export is optimized already and one question is small: skipping graph
+                # optimization and weight prepacking and using one thread cuts the session's start
+                # from ~0.25 to ~0.09 s of CPU (docs/bench-retrieval.md), most of a cold search.
+                options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+                options.add_session_config_entry("session.disable_prepacking", "1")
+                options.intra_op_num_threads = self.threads or 1
+            elif self.threads:
+                options.intra_op_num_threads = self.threads
+            session = onnxruntime.InferenceSession(str(target / name), options, providers=["CPUExecutionProvider"])
             tokenizer = Tokenizer.from_file(str(target / "tokenizer.json"))
         except Exception as err:  # noqa: BLE001 - a broken cache only means the slower torch path
-            log.warning("ignoring the ONNX question encoder in %s (%s); using torch", target, err)
+            log.warning("ignoring the ONNX encoder %s (%s); using torch", target / name, err)
             return None
-        tokenizer.no_padding()
+        if question:
+            tokenizer.no_padding()
+        else:
+            tokenizer.enable_padding(pad_id=self.spec.pad_id)
         tokenizer.enable_truncation(self.spec.max_tokens)
         return session, tokenizer, [i.name for i in session.get_inputs()]
 
@@ -331,6 +381,9 @@ class Embedder:
         with self._lock:
             self._onnx = None  # open the new export on the next question
         return True
+
+
+INT8_FILE = "passages-int8.onnx"
 
 
 def _export(model: Any, tokenizer: Any, target: Path) -> None:
@@ -397,3 +450,32 @@ def embed_index(store: Store, embedder: Embedder, *, batch: int = 256,
             progress(done, total)
     embedder.export_onnx()
     return done
+
+
+def _quantize(export: Path) -> bool:
+    """Add the passage encoder to an export: the fp32 model with per-channel dynamic int8 weights
+    (docs/bench-retrieval.md: faster than torch bf16 and fp32, hybrid recall within 0.3 points;
+    per-tensor int8 moved vectors to cosine 0.95 and was rejected). Once per export, no torch
+    needed, atomically; returns whether it is there. A model the quantizer cannot take (or no
+    ``onnx`` package) keeps torch for passages."""
+    import tempfile
+
+    target = export / INT8_FILE
+    if target.is_file():
+        return True
+    try:
+        from onnx import TensorProto
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with tempfile.TemporaryDirectory(dir=export, ignore_cleanup_errors=True) as tmp:
+            logging.disable(logging.WARNING)  # its advice to pre-process the model goes to the root logger
+            try:
+                quantize_dynamic(str(export / "model.onnx"), str(Path(tmp) / INT8_FILE), weight_type=QuantType.QInt8,
+                                 per_channel=True, extra_options={"DefaultTensorType": TensorProto.FLOAT})
+            finally:
+                logging.disable(logging.NOTSET)
+            os.replace(Path(tmp) / INT8_FILE, target)
+    except Exception as err:  # noqa: BLE001 - the quantizer fails in many ways; torch still embeds
+        log.warning("could not quantize %s (%s); passages will be embedded with torch", export / "model.onnx", err)
+        return False
+    return True

@@ -235,6 +235,26 @@ def test_questions_need_no_torch_once_exported(store: Store, embedder: Embedder)
     assert out.stdout.split() == ["hybrid", "10", "False", "False"], out.stderr
 
 
+def test_passages_go_through_the_int8_export_without_torch(store: Store, tiny_model_dir: Path) -> None:
+    """By default passages are embedded by the int8 ONNX copy: near fp32 torch's vectors, whatever
+    batch a passage is padded in, and with torch never imported once the export exists."""
+    auto = Embedder(str(tiny_model_dir))
+    assert auto.passage_precision() == "int8" and (auto.onnx_dir() / dense.INT8_FILE).is_file()
+    texts = [r[0] for r in store.conn.execute("SELECT text FROM passages ORDER BY id LIMIT 70")]
+    int8, fp32 = auto.encode(texts), Embedder(str(tiny_model_dir), precision="fp32").encode(texts)
+    assert int8.shape == fp32.shape and np.allclose(np.linalg.norm(int8, axis=1), 1, atol=1e-5)
+    assert (int8 * fp32).sum(axis=1).min() > 0.98
+    alone = auto.encode([texts[5], texts[60]])  # other batch mates, other padding
+    assert ((alone * int8[[5, 60]]).sum(axis=1) > 0.99).all()
+    script = ("import sys; from docqa.dense import Embedder; v = Embedder(sys.argv[1]).encode(['Honey bees.', 'Wasps']); "
+              "print(v.shape[0], 'torch' in sys.modules, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script, str(tiny_model_dir)], capture_output=True, text=True,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True)
+    assert out.stdout.split() == ["2", "False", "False"], out.stderr
+    with pytest.raises(ValueError, match="unknown precision"):
+        Embedder(str(tiny_model_dir), precision="int4")
+
+
 # -- on by default where installed -------------------------------------------------------------------
 
 
