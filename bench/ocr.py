@@ -1,9 +1,11 @@
 """OCR quality end to end: held-out SQuAD articles as scanned PDFs vs the same PDFs with text.
 
     python bench/ocr.py [--articles 40:48] [--limit 400] [--model ../shared/models/minilm-squad-proxy]
+                        [--font /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf]
 
-Each article is typeset (tests/pdfgen.py: 3 paragraphs a page, 10 pt Helvetica) into a PDF with
-a text layer, and the same pages are rasterised at 300 dpi, skewed 1 degree, speckled and stored
+Each article is typeset (tests/pdfgen.py: 3 paragraphs a page, 10 pt Helvetica; characters
+outside Windows-1252, such as "−" or "≡", in an embedded TrueType font, so that the page shows
+what its text layer holds) into a PDF with a text layer, and the same pages are rasterised at 300 dpi, skewed 1 degree, speckled and stored
 as image-only pages (a scanned copy). Both folders are indexed with `docqa index` (the scans
 through Tesseract, --ocr auto), then the articles' questions are asked of each index with the
 same reader. Prints the OCR'd words' recall against the text layer, OCR pages/s, and open
@@ -36,14 +38,15 @@ PARAGRAPHS_PER_PAGE = 3
 WORD = re.compile(r"\w+")
 
 
-def write_articles(articles, folder: Path, *, scanned: bool) -> int:
+def write_articles(articles, folder: Path, *, scanned: bool, font: Path) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     pages_written = 0
     for a in articles:
         paragraphs = a.text.split("\n\n")
         pages = ["\n\n".join(paragraphs[i:i + PARAGRAPHS_PER_PAGE]) for i in range(0, len(paragraphs), PARAGRAPHS_PER_PAGE)]
         numbers = set(range(1, len(pages) + 1)) if scanned else set()
-        write_pdf(folder / f"{a.index}.pdf", pages, scanned=numbers, dpi=300, skew=1.0, seed=a.index)
+        write_pdf(folder / f"{a.index}.pdf", pages, scanned=numbers, dpi=300, skew=1.0, seed=a.index,
+                  unicode_font=font)
         pages_written += len(pages)
     return pages_written
 
@@ -81,15 +84,20 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="questions asked (a seeded sample); default all")
     parser.add_argument("--model", default=str(SHARED / "models" / "minilm-squad-proxy"))
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--font", type=Path, default=Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+                        help="TrueType font for characters outside Windows-1252 (without one they would "
+                             "be invisible on the scans but present in the text layer)")
     args = parser.parse_args()
+    if not args.font.is_file():
+        parser.error(f"no font at {args.font}: install fonts-dejavu-core or pass --font a .ttf file")
     lo, hi = (int(x) for x in args.articles.split(":"))
     articles = load_squad(args.dataset, slice(lo, hi))
     every = [q for a in articles for q in a.questions]
     questions = random.Random(0).sample(every, len(every))[: args.limit or len(every)]
     with tempfile.TemporaryDirectory() as tmp:
         text_dir, scan_dir = Path(tmp, "text"), Path(tmp, "scanned")
-        pages = write_articles(articles, text_dir, scanned=False)
-        write_articles(articles, scan_dir, scanned=True)
+        pages = write_articles(articles, text_dir, scanned=False, font=args.font)
+        write_articles(articles, scan_dir, scanned=True, font=args.font)
         indexes = {}
         for name, folder in (("text layer", text_dir), ("scanned (OCR)", scan_dir)):
             indexes[name] = Path(tmp, f"{name.split()[0]}.db")

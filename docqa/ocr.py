@@ -34,6 +34,11 @@ _PAPER = bytes(range(160, 256))
 # Below this many seconds left for the file, the remaining pages are not started.
 MIN_PAGE_S = 1.0
 _PR_SET_PDEATHSIG = 1
+# Tesseract guesses between straight and curly quotes: on typeset SQuAD pages (bench/ocr.py) it
+# read 30 of 256 straight apostrophes as ’ or ‘ ("Newton‘s"), while a text layer holds what the
+# author typed. OCR'd text therefore writes quotation marks in ASCII, the form questions are
+# typed in. (Dashes are left as read: a hyphen folded in would join words at line ends.)
+_ASCII_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
 
 
 def install_hint(lang: str = "eng") -> str:
@@ -162,7 +167,7 @@ def _read_page(pdf: object, number: int, lang: str, timeout: float) -> PageText:
     if run.returncode != 0:
         lines = run.stderr.decode(errors="replace").strip().splitlines()
         return PageText(number, problem=f"tesseract failed ({lines[-1] if lines else f'exit code {run.returncode}'})")
-    return PageText(number, run.stdout.decode("utf-8", errors="replace"))
+    return PageText(number, run.stdout.decode("utf-8", errors="replace").translate(_ASCII_QUOTES))
 
 
 def _rows(buffer: bytes, width: int, height: int, stride: int) -> bytes:

@@ -9,7 +9,10 @@ lines wrapped at spaces only (never inside a word or at a hyphen, so nothing is 
 on the way back), a blank line between paragraphs ("\\n\\n"). Characters that Windows-1252
 covers use the standard Type1 Helvetica (renders as written in any viewer); any other
 character goes through a small Type0 font whose ToUnicode map gives it back exactly to text
-extractors (viewers draw a substitute glyph). ``docqa.extract`` of the file gives every page
+extractors (viewers draw a substitute glyph, or nothing: the page shows less than its text layer
+holds). ``unicode_font=`` a TrueType file (e.g. DejaVu Sans) embeds that font for those
+characters, so the page shows them as its text layer holds them (the ones the font lacks still
+draw nothing). ``docqa.extract`` of the file gives every page
 back with the same words in the same order (``page.split() == clean_text(text).split()``);
 only white space differs (wrapped lines, paragraph breaks). Two exceptions: right-to-left words
 (Arabic, Hebrew) come back reversed, as pypdf takes PDF text for visual order, and U+FEFF is
@@ -38,15 +41,16 @@ LEADING = 1.4  # line height as a multiple of the font size
 
 def write_pdf(path: str | Path, pages: Sequence[str], *, password: str | None = None,
               scanned: Collection[int] = (), dpi: int = 300, skew: float = 1.0, seed: int = 0,
-              columns: int = 1) -> Path:
+              columns: int = 1, unicode_font: str | Path | None = None) -> Path:
     """Write ``pages`` (one string per page; "" gives a blank page) as a PDF at ``path``.
 
     Pages numbered (1-based) in ``scanned`` become image-only scans (see the module doc). With
     ``password`` the file is AES-256 encrypted with that user password (pypdf). With
     ``columns=2`` the text runs down a left column, then a right one (as in a paper).
+    ``unicode_font``: a TrueType file embedded for the characters outside Windows-1252.
     Returns ``path`` as a ``Path``."""
     path = Path(path)
-    data = _pdf_bytes(pages, columns)
+    data = _pdf_bytes(pages, columns, unicode_font)
     if scanned:
         data = _scan(data, scanned, dpi, skew, seed)
     if password is not None:
@@ -82,7 +86,7 @@ def _scan(data: bytes, scanned: Collection[int], dpi: int, skew: float, seed: in
     return out.getvalue()
 
 
-def _pdf_bytes(pages: Sequence[str], columns: int = 1) -> bytes:
+def _pdf_bytes(pages: Sequence[str], columns: int = 1, unicode_font: str | Path | None = None) -> bytes:
     cids: dict[str, int] = {}  # character outside Windows-1252 -> its code in the Type0 font
     streams = [_content(page, cids, columns) for page in pages]
     objects: list[bytes] = []
@@ -95,7 +99,7 @@ def _pdf_bytes(pages: Sequence[str], columns: int = 1) -> bytes:
     helvetica = add(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
     fonts = f"/F1 {helvetica} 0 R".encode()
     if cids:
-        fonts += f" /F2 {_add_unicode_font(add, cids)} 0 R".encode()
+        fonts += f" /F2 {_add_unicode_font(add, cids, unicode_font)} 0 R".encode()
     tree = len(objects) + 1 + 2 * len(pages)  # after every page and its content stream
     kids = []
     for stream in streams:
@@ -112,15 +116,23 @@ def _pdf_bytes(pages: Sequence[str], columns: int = 1) -> bytes:
     return _serialise(objects, catalog)
 
 
-def _add_unicode_font(add: Callable[[bytes], int], cids: dict[str, int]) -> int:
+def _add_unicode_font(add: Callable[[bytes], int], cids: dict[str, int], truetype: str | Path | None) -> int:
+    embedded = b""
+    if truetype is not None:
+        font_file, cid_to_gid, widths = _embed(truetype, cids)
+        embedded = b"/FontFile2 %d 0 R" % add(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(font_file), font_file))
+        gid_map = b"%d 0 R" % add(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(cid_to_gid), cid_to_gid))
+        metrics = b"/W [1 [%s]]" % " ".join(map(str, widths)).encode()
+    else:
+        gid_map, metrics = b"/Identity", b"/DW 1000"
     descriptor = add(
         b"<< /Type /FontDescriptor /FontName /DocqaUnicode /Flags 32 /FontBBox [0 -200 1000 900] "
-        b"/ItalicAngle 0 /Ascent 900 /Descent -200 /CapHeight 700 /StemV 80 >>"
+        b"/ItalicAngle 0 /Ascent 900 /Descent -200 /CapHeight 700 /StemV 80 %s >>" % embedded
     )
     cid_font = add(
-        b"<< /Type /Font /Subtype /CIDFontType2 /BaseFont /DocqaUnicode /CIDToGIDMap /Identity "
+        b"<< /Type /Font /Subtype /CIDFontType2 /BaseFont /DocqaUnicode /CIDToGIDMap %s "
         b"/CIDSystemInfo << /Registry (Adobe) /Ordering (Identity) /Supplement 0 >> "
-        b"/FontDescriptor %d 0 R /DW 1000 >>" % descriptor
+        b"/FontDescriptor %d 0 R %s >>" % (gid_map, descriptor, metrics)
     )
     cmap = _to_unicode(cids)
     to_unicode = add(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(cmap), cmap))
@@ -128,6 +140,29 @@ def _add_unicode_font(add: Callable[[bytes], int], cids: dict[str, int]) -> int:
         b"<< /Type /Font /Subtype /Type0 /BaseFont /DocqaUnicode /Encoding /Identity-H "
         b"/DescendantFonts [%d 0 R] /ToUnicode %d 0 R >>" % (cid_font, to_unicode)
     )
+
+
+def _embed(truetype: str | Path, cids: dict[str, int]) -> tuple[bytes, bytes, list[int]]:
+    """``truetype`` cut down to the glyphs of ``cids`` (fontTools; glyph ids kept), the
+    CIDToGIDMap that draws each CID with its character's glyph (0, nothing, when the font has
+    none) and each CID's width in thousandths of an em."""
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    font = TTFont(truetype)
+    cmap, advances, em = font.getBestCmap(), font["hmtx"].metrics, font["head"].unitsPerEm
+    by_cid = sorted(cids.items(), key=lambda item: item[1])
+    names = [cmap.get(ord(char), ".notdef") for char, _ in by_cid]
+    gids = [font.getGlyphID(name) for name in names]
+    options = subset.Options(retain_gids=True, notdef_outline=True)
+    options.drop_tables += ["FFTM"]  # FontForge's timestamps: fontTools would warn that it drops them
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(gids=gids)
+    subsetter.subset(font)
+    out = io.BytesIO()
+    font.save(out)
+    cid_to_gid = b"\0\0" + b"".join(gid.to_bytes(2, "big") for gid in gids)  # CID 0 is unused
+    return out.getvalue(), cid_to_gid, [round(advances[name][0] * 1000 / em) for name in names]
 
 
 def _to_unicode(cids: dict[str, int]) -> bytes:

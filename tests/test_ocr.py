@@ -24,6 +24,7 @@ from docqa.extract import extract
 from docqa.store import Store
 from docqa.types import OcrOptions
 
+DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 needs_tesseract = pytest.mark.skipif(
     shutil.which("tesseract") is None,
     reason="Tesseract is not installed (apt install tesseract-ocr tesseract-ocr-eng; .ci/run does)",
@@ -81,6 +82,33 @@ def test_a_jbig2_scan_is_rendered_and_read(tmp_path: Path) -> None:
     result = extract(write_jbig2_pdf(tmp_path / "jbig2.pdf", text))
     assert result.status == "ok" and result.ocr_pages == (1,)
     assert recall(text, result.text) >= 0.97, result.text
+
+
+def test_ocr_writes_quotation_marks_in_ascii(tmp_path: Path) -> None:
+    # Tesseract reads these curly marks as curly (and straight apostrophes often as curly too);
+    # a question typed with "'" must match the OCR'd text either way.
+    page = "The pilot\u2019s \u201cnew\u201d lamp and the engineer's \u2018old\u2019 crane stood by the pier."
+    result = extract(write_pdf(tmp_path / "quotes.pdf", [page], scanned={1}, skew=0.0))
+    assert result.ocr_pages == (1,)
+    assert result.pages[0] == "The pilot's \"new\" lamp and the engineer's 'old' crane stood by the pier."
+
+
+@pytest.mark.skipif(not Path(DEJAVU).is_file(), reason=f"no {DEJAVU} (apt install fonts-dejavu-core)")
+def test_a_scan_shows_characters_outside_windows_1252_when_a_font_is_embedded(tmp_path: Path) -> None:
+    import pypdfium2 as pdfium
+
+    page = "\u2212 \u2261"  # minus, identical to: the typesetter's own font has no glyph for them
+
+    def ink(path: Path) -> int:  # dark pixels of the page as a viewer (and the scanner) draws it
+        image = pdfium.PdfDocument(path)[0].render(scale=6, grayscale=True).to_pil().convert("L")
+        return sum(image.histogram()[:128])
+
+    bare = write_pdf(tmp_path / "bare.pdf", [page])
+    embedded = write_pdf(tmp_path / "embedded.pdf", [page], unicode_font=DEJAVU)
+    assert extract(bare).pages == extract(embedded).pages == (page,)  # the same text layer
+    # Without a font, pdfium draws the codes with glyphs of its stand-in font that happen to sit
+    # at those numbers (here one short stroke); with DejaVu embedded, "−" and the three bars of "≡".
+    assert ink(bare) * 2 < ink(embedded), (ink(bare), ink(embedded))
 
 
 def test_force_reads_every_page_and_off_none(tmp_path: Path) -> None:
