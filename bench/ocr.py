@@ -15,6 +15,7 @@ EM/F1 (the top answer of the whole pipeline; an abstention scores 0) on each, wi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import re
 import sys
@@ -63,18 +64,30 @@ def retrieval_recall(index: Path, questions, k: int = 10) -> float:
     return 100 * sum(found) / len(found)
 
 
-def answer_quality(index: Path, model: str, questions) -> tuple[float, float, float]:
-    """Open EM, F1 (abstentions score 0) and seconds per question."""
-    ems, f1s = [], []
-    t0 = time.perf_counter()
-    with DocQA(index, model=model) as qa:
+def answer_quality(indexes: dict[str, Path], model: str, questions) -> dict[str, tuple[float, float, float]]:
+    """Open EM, F1 (abstentions score 0) and seconds per question on each index. The indexes
+    read the same 16 questions in turn, and the running scores go to stderr: a run stopped
+    early still compares the two on the same questions."""
+    scores = {name: ([], [], 0.0) for name in indexes}
+    with contextlib.ExitStack() as stack:
+        readers = {name: stack.enter_context(DocQA(index, model=model)) for name, index in indexes.items()}
         for start in range(0, len(questions), 16):
             batch = questions[start:start + 16]
-            for q, result in zip(batch, qa.ask_batch([q.question for q in batch], top_k=1, passages=10)):
-                text = result.answers[0].text if result.answers else ""
-                ems.append(best_over_golds(exact_match, text, q.answers))
-                f1s.append(best_over_golds(f1, text, q.answers))
-    return 100 * sum(ems) / len(ems), 100 * sum(f1s) / len(f1s), (time.perf_counter() - t0) / len(questions)
+            for name, qa in readers.items():
+                ems, f1s, seconds = scores[name]
+                t0 = time.perf_counter()
+                for q, result in zip(batch, qa.ask_batch([q.question for q in batch], top_k=1, passages=10)):
+                    text = result.answers[0].text if result.answers else ""
+                    ems.append(best_over_golds(exact_match, text, q.answers))
+                    f1s.append(best_over_golds(f1, text, q.answers))
+                scores[name] = (ems, f1s, seconds + time.perf_counter() - t0)
+            em_now = [100 * sum(ems) / len(ems) for ems, _, _ in scores.values()]
+            f1_now = [100 * sum(f1s) / len(f1s) for _, f1s, _ in scores.values()]
+            print(f"{start + len(batch)} questions read: open EM {em_now[0]:.1f} vs {em_now[-1]:.1f}, "
+                  f"F1 {f1_now[0]:.1f} vs {f1_now[-1]:.1f} ({f1_now[-1] / max(f1_now[0], 1e-9):.1%})",
+                  file=sys.stderr, flush=True)
+    return {name: (100 * sum(ems) / len(ems), 100 * sum(f1s) / len(f1s), seconds / len(ems))
+            for name, (ems, f1s, seconds) in scores.items()}
 
 
 def main() -> None:
@@ -87,6 +100,8 @@ def main() -> None:
     parser.add_argument("--font", type=Path, default=Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
                         help="TrueType font for characters outside Windows-1252 (without one they would "
                              "be invisible on the scans but present in the text layer)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="build the PDFs and indexes in this folder and keep them; a later run reuses them")
     args = parser.parse_args()
     if not args.font.is_file():
         parser.error(f"no font at {args.font}: install fonts-dejavu-core or pass --font a .ttf file")
@@ -94,13 +109,14 @@ def main() -> None:
     articles = load_squad(args.dataset, slice(lo, hi))
     every = [q for a in articles for q in a.questions]
     questions = random.Random(0).sample(every, len(every))[: args.limit or len(every)]
-    with tempfile.TemporaryDirectory() as tmp:
-        text_dir, scan_dir = Path(tmp, "text"), Path(tmp, "scanned")
-        pages = write_articles(articles, text_dir, scanned=False, font=args.font)
-        write_articles(articles, scan_dir, scanned=True, font=args.font)
+    with contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory() as tmp:
         indexes = {}
-        for name, folder in (("text layer", text_dir), ("scanned (OCR)", scan_dir)):
-            indexes[name] = Path(tmp, f"{name.split()[0]}.db")
+        for name, scanned in (("text layer", False), ("scanned (OCR)", True)):
+            folder, indexes[name] = Path(tmp, name.split()[0]), Path(tmp, f"{name.split()[0]}.db")
+            if indexes[name].exists():
+                print(f"{name}: the index in {indexes[name]} from an earlier run")
+                continue
+            pages = write_articles(articles, folder, scanned=scanned, font=args.font)
             t0 = time.perf_counter()
             with DocQA(indexes[name]) as qa:
                 # A whole article's scan can outlast the default per-file limit on a busy machine.
@@ -122,8 +138,7 @@ def main() -> None:
         print("| index | open EM | open F1 | s/question |")
         print("|---|---:|---:|---:|")
         scores = {}
-        for name, index in indexes.items():
-            em, f1_, spq = answer_quality(index, args.model, questions)
+        for name, (em, f1_, spq) in answer_quality(indexes, args.model, questions).items():
             scores[name] = f1_
             print(f"| {name} | {em:.1f} | {f1_:.1f} | {spq:.2f} |")
         print(f"\nscanned / text open F1: {scores['scanned (OCR)'] / scores['text layer']:.1%} (goal >= 95%)")
