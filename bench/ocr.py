@@ -127,10 +127,14 @@ def main() -> None:
             print(f"{name}: {len(articles)} PDFs, {pages} pages indexed in {seconds:.0f} s "
                   f"({pages / seconds:.2f} pages/s; {ocr_pages} pages read by OCR)")
         with DocQA(indexes["text layer"]) as text_qa, DocQA(indexes["scanned (OCR)"]) as scan_qa:
-            recalls = [word_recall(text_qa.document_text(f"{a.index}.pdf"), scan_qa.document_text(f"{a.index}.pdf"))
-                       for a in articles]
+            texts = {a.index: (text_qa.document_text(f"{a.index}.pdf"), scan_qa.document_text(f"{a.index}.pdf"))
+                     for a in articles}
+        recalls = [word_recall(*pair) for pair in texts.values()]
         print(f"OCR word recall vs the text layer: {100 * sum(recalls) / len(recalls):.2f}% "
               f"(worst article {100 * min(recalls):.2f}%)")
+        # An answer no reader can give: no gold answer (SQuAD-normalised) anywhere in the article.
+        held = [sum(has_answer(q.answers, texts[a.index][side]) for a in articles for q in a.questions) for side in (0, 1)]
+        print(f"a gold answer in the article's text: text layer {held[0]}, scanned {held[1]} of {len(every)} questions")
         for name, index in indexes.items():
             print(f"{name}: a gold answer in the top 10 passages for {retrieval_recall(index, every):.1f}% "
                   f"of all {len(every)} questions")
