@@ -135,6 +135,9 @@ def main() -> None:
         # An answer no reader can give: no gold answer (SQuAD-normalised) anywhere in the article.
         held = [sum(has_answer(q.answers, texts[a.index][side]) for a in articles for q in a.questions) for side in (0, 1)]
         print(f"a gold answer in the article's text: text layer {held[0]}, scanned {held[1]} of {len(every)} questions")
+        # Passages and sentences end at paragraphs: one that starts in lowercase cuts a sentence.
+        cut = [sum(len(re.findall(r"\n\n[a-z]", pair[side])) for pair in texts.values()) for side in (0, 1)]
+        print(f"paragraphs that start in lowercase: text layer {cut[0]}, scanned {cut[1]}")
         for name, index in indexes.items():
             print(f"{name}: a gold answer in the top 10 passages for {retrieval_recall(index, every):.1f}% "
                   f"of all {len(every)} questions")

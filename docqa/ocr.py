@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -39,6 +40,12 @@ _PR_SET_PDEATHSIG = 1
 # author typed. OCR'd text therefore writes quotation marks in ASCII, the form questions are
 # typed in. (Dashes are left as read: a hyphen folded in would join words at line ends.)
 _ASCII_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+# Tesseract starts a paragraph where its layout guess says so, often inside a sentence ("the
+# river's natural\n\ncourse"; on the pages of bench/ocr.py, twice as many paragraphs as the
+# text has), and passages and sentences end at paragraphs. A break after a line that ends no
+# sentence, before a lowercase letter, is taken for a line break (clean_text then joins the
+# lines): a real paragraph does not start in lowercase in the middle of a sentence.
+_BROKEN_PARAGRAPH = re.compile(r"(?<=[^\s.!?:\"')\]])[ \t]*\n[ \t]*\n\s*(?=[a-z])")
 
 
 def install_hint(lang: str = "eng") -> str:
@@ -167,7 +174,13 @@ def _read_page(pdf: object, number: int, lang: str, timeout: float) -> PageText:
     if run.returncode != 0:
         lines = run.stderr.decode(errors="replace").strip().splitlines()
         return PageText(number, problem=f"tesseract failed ({lines[-1] if lines else f'exit code {run.returncode}'})")
-    return PageText(number, run.stdout.decode("utf-8", errors="replace").translate(_ASCII_QUOTES))
+    return PageText(number, tidy(run.stdout.decode("utf-8", errors="replace")))
+
+
+def tidy(text: str) -> str:
+    """Tesseract's text with ASCII quotation marks and its paragraph breaks inside a sentence
+    turned into line breaks."""
+    return _BROKEN_PARAGRAPH.sub("\n", text.translate(_ASCII_QUOTES))
 
 
 def _rows(buffer: bytes, width: int, height: int, stride: int) -> bytes:

@@ -93,6 +93,19 @@ def test_ocr_writes_quotation_marks_in_ascii(tmp_path: Path) -> None:
     assert result.pages[0] == "The pilot's \"new\" lamp and the engineer's 'old' crane stood by the pier."
 
 
+def test_ocr_keeps_a_sentence_in_one_paragraph(tmp_path: Path) -> None:
+    # One paragraph, typeset ragged: Tesseract starts paragraphs inside its sentences ("steam\n\ncrane").
+    paragraph = " ".join(PROSE.split())
+    result = extract(write_pdf(tmp_path / "ragged.pdf", [paragraph], scanned={1}, skew=0.0))
+    assert recall(paragraph, result.pages[0]) >= 0.97
+    assert all(p.endswith((".", "!", "?", ":")) for p in result.pages[0].split("\n\n")[:-1]), result.pages[0]
+
+
+def test_tidy_turns_tesseracts_breaks_inside_a_sentence_into_line_breaks() -> None:
+    raw = "the river\u2019s natural\n\ncourse, \u201cit\u201d said\n \n\nand so on.\n\nThe end:\n\nnext.\n\nlower after a stop"
+    assert ocr.tidy(raw) == "the river's natural\ncourse, \"it\" said\nand so on.\n\nThe end:\n\nnext.\n\nlower after a stop"
+
+
 @pytest.mark.skipif(not Path(DEJAVU).is_file(), reason=f"no {DEJAVU} (apt install fonts-dejavu-core)")
 def test_a_scan_shows_characters_outside_windows_1252_when_a_font_is_embedded(tmp_path: Path) -> None:
     import pypdfium2 as pdfium
