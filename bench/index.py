@@ -62,7 +62,8 @@ def plain_pypdf(files: list[Path]) -> tuple[int, float]:
 
 
 def docqa_index(folder: Path, index: Path, workers: int | None) -> float:
-    cmd = [sys.executable, "-m", "docqa", "index", str(folder), "-i", str(index), "-q", "--json"]
+    # --no-embed: this compares extraction with pypdf; embedding is bench/retrieval.py speed's.
+    cmd = [sys.executable, "-m", "docqa", "index", str(folder), "-i", str(index), "-q", "--json", "--no-embed"]
     if workers:
         cmd += ["--workers", str(workers)]
     t0 = time.perf_counter()
