@@ -326,10 +326,10 @@ class Embedder:
 
     def _passage_session(self) -> Any:
         """The int8 passage encoder, exported on first use; None where torch embeds passages."""
-        if self.precision not in ("auto", "int8") or importlib.util.find_spec("onnxruntime") is None:
-            return None
         if self._int8 is None:
-            opened = self.export_onnx() and _quantize(self.onnx_dir()) and self._open_onnx(INT8_FILE, question=False)
+            wanted = self.precision in ("auto", "int8") and importlib.util.find_spec("onnxruntime") is not None
+            opened = wanted and self.export_onnx() and _quantize(self.onnx_dir()) and self._open_onnx(
+                INT8_FILE, question=False)
             with self._lock:
                 self._int8 = opened or False
         return self._int8
