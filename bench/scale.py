@@ -96,6 +96,7 @@ class Preextracted:
     """An executor whose extraction costs nothing: outcomes computed beforehand, by file stem."""
 
     ship_bytes = 0
+    reads_uris = False
 
     def __init__(self, outcomes: dict[str, object]) -> None:
         self.outcomes = outcomes

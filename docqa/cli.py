@@ -215,10 +215,19 @@ def _summary(report: IndexReport) -> None:
         click.echo("interrupted: every document listed above is complete; re-run to finish")
 
 
+class _PathOrUri(click.Path):
+    """An existing local path, or an object-store URI (s3://BUCKET/PREFIX), kept as text."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from docqa.objectstore import is_uri
+
+        return value if isinstance(value, str) and is_uri(value) else super().convert(value, param, ctx)
+
+
 def indexing_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """PATHS, the index and what one file may cost: shared by `index` and `watch`."""
     for option in reversed([
-        click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)),
+        click.argument("paths", nargs=-1, required=True, type=_PathOrUri(exists=True, path_type=Path)),
         index_option,
         click.option("--password", "passwords", multiple=True, help="Password to try on encrypted PDFs (repeatable)."),
         click.option("--passwords-file", type=click.File("r"), default=None,
@@ -262,12 +271,13 @@ def _index_settings(passwords: tuple[str, ...], passwords_file: Any, max_size: f
                    "must be at the same path on every node [default: 32].")
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def index(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...], passwords_file: Any,
+def index(paths: tuple[Path | str, ...], index: str | None, passwords: tuple[str, ...], passwords_file: Any,
           workers: int | None, max_size: float, timeout: float, ocr_mode: str, ocr_lang: str,
           ocr_timeout: float, embed: bool | None, embedder: str | None, ray: str | None, ship_max: float | None,
           as_json: bool, quiet: bool) -> None:
     """Index PATHS (folders or files: PDF, Word .docx, PowerPoint .pptx, EPUB, HTML, Markdown, text)
-    into one SQLite file. Scanned PDF pages are read with Tesseract (--ocr).
+    into one SQLite file. Scanned PDF pages are read with Tesseract (--ocr). A PATH may be an
+    object-store URI (s3://BUCKET/PREFIX, gs://...; pip install 'docqa[cloud]').
 
     Re-running only touches what changed; files gone from an indexed folder are removed.
     """
@@ -293,7 +303,7 @@ def index(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...]
 
 @cli.command()
 @indexing_options
-def watch(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...], passwords_file: Any,
+def watch(paths: tuple[Path | str, ...], index: str | None, passwords: tuple[str, ...], passwords_file: Any,
           workers: int | None, max_size: float, timeout: float, ocr_mode: str, ocr_lang: str,
           ocr_timeout: float) -> None:
     """Index PATHS, then keep the index in sync as files are added, changed, moved or deleted.
@@ -303,6 +313,9 @@ def watch(paths: tuple[Path, ...], index: str | None, passwords: tuple[str, ...]
     """
     from docqa.watch import Watcher
 
+    if any(isinstance(p, str) for p in paths):  # a URI: there are no file events to follow
+        raise click.UsageError("watch follows local folders; index an object-store URI with `docqa index URI` "
+                               "(re-runs only read what changed)")
     passwords, limits = _index_settings(passwords, passwords_file, max_size, timeout)
     with DocQA(index) as qa:
         watcher = Watcher(qa, list(paths), say=lambda line: click.echo(line, err=True),

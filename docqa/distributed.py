@@ -10,6 +10,7 @@ pool, each actor a read-only ``DocQA`` that loads its model once and runs ``read
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import socket
@@ -96,6 +97,8 @@ _LOST = ("lost", "the Ray workers extracting it died {tries} times (a lost node,
 class RayExecutor:
     """``Executor`` that maps extraction over a Ray cluster with Ray Data, one CPU per file."""
 
+    reads_uris = True  # each node reads its objects from the store, not through the driver
+
     def __init__(self, address: str | None = None, *, limits: Limits = Limits(),
                  ship_mb: float = DEFAULT_SHIP_MB) -> None:
         local = connect(address)
@@ -147,10 +150,20 @@ def _extract_row(row: dict[str, Any], limits: Limits) -> dict[str, Any]:
     from docqa.indexer import Sandbox, WorkersFailed, _Outcome
 
     task: ExtractTask = pickle.loads(row["task"])
-    if task.data is None and not os.path.exists(task.path):
-        outcome = _Outcome(
-            "corrupt", f"not found on Ray node {socket.gethostname()}: put the files where every "
-            "node sees them at the same path, or raise --ship-max to send them with the tasks")
+    problem = ""
+    if task.fs is not None:
+        # Read here, not in the sandbox: its limits are for extraction, not a slow download.
+        try:
+            with task.fs.open_input_stream(task.path) as f:
+                task = dataclasses.replace(task, data=f.read(), fs=None)
+        except OSError as err:  # gone meanwhile: the driver sees that and removes it
+            problem = (f"cannot read it on Ray node {socket.gethostname()} ({_first_line(err)}); check "
+                       "that node's credentials for the object store")
+    elif task.data is None and not os.path.exists(task.path):
+        problem = (f"not found on Ray node {socket.gethostname()}: put the files where every node sees "
+                   "them at the same path, or raise --ship-max to send them with the tasks")
+    if problem:  # the node could not read it: retried next run, like a file that cannot be read
+        outcome = _Outcome("lost", problem)
     else:
         sandbox = _sandboxes.get(limits) or _sandboxes.setdefault(limits, Sandbox(1, limits))
         try:

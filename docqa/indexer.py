@@ -30,12 +30,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
-from docqa import ocr
+from docqa import objectstore, ocr
 from docqa.errors import DocQAError
 from docqa.extract import extract, kind_of
 from docqa.split import split_pages
@@ -113,6 +113,7 @@ class _Candidate:
     kind: str
     size: int
     mtime: float
+    fs: Any = field(default=None, compare=False)  # pyarrow's, for an object-store URI; None: local
 
 
 # A file to extract: what the walk saw, its sha256, and the index's row for it (if any).
@@ -178,12 +179,14 @@ class ExtractOptions:
 
 @dataclass(frozen=True)
 class ExtractTask:
-    """One file to extract: read from ``path``, or from ``data`` when its bytes were shipped
-    with the task (a file only on the driver's disk, extracted on another machine)."""
+    """One file to extract: read from ``path`` (in the pyarrow file system ``fs`` for an
+    object-store URI), or from ``data`` when its bytes were shipped with the task (a file only on
+    the driver's disk, extracted on another machine)."""
 
     path: str
     options: ExtractOptions
     data: bytes | None = None
+    fs: Any = None
 
 
 def extract_and_split(task: ExtractTask) -> _Outcome:
@@ -268,6 +271,8 @@ class Executor(Protocol):
 
     # Files up to this many bytes travel as bytes with their task (0: workers read the path).
     ship_bytes: int
+    # Whether its workers read object-store URIs; if not, they get the bytes the driver hashed.
+    reads_uris: bool
 
     def run(self, jobs: Iterable[tuple[J, ExtractTask]]) -> Generator[tuple[J, _Outcome], None, None]:
         """Pull ``jobs`` lazily (planning runs as they are pulled) and yield each job with its
@@ -279,6 +284,7 @@ class LocalExecutor:
     """Extraction in this machine's worker processes, a bounded number of files in flight."""
 
     ship_bytes = 0
+    reads_uris = False
 
     def __init__(self, workers: int | None = None, limits: Limits = Limits()) -> None:
         self.workers = max(1, workers or _default_workers())
@@ -318,11 +324,12 @@ def sha256_of(path: str) -> str:
     return read_and_hash(path)[0]
 
 
-def read_and_hash(path: str, *, keep: bool = False) -> tuple[str, bytes | None]:
-    """The file's sha256, and (with ``keep``) its bytes, read once."""
+def read_and_hash(path: str, *, keep: bool = False, fs: Any = None) -> tuple[str, bytes | None]:
+    """The file's sha256, and (with ``keep``) its bytes, read once (from pyarrow's ``fs``
+    when given)."""
     h = hashlib.sha256()
     blocks: list[bytes] = []
-    with open(path, "rb") as f:
+    with open(path, "rb") if fs is None else fs.open_input_stream(path) as f:
         while block := f.read(_BLOCK):
             h.update(block)
             if keep:
@@ -337,6 +344,9 @@ def walk(paths: Sequence[str | os.PathLike[str]]) -> Iterator[_Candidate | _Skip
     (a loop, or a second way to the same folder, is cut by remembering each folder visited).
     """
     for given in paths:
+        if objectstore.is_uri(given):
+            yield from _walk_uri(os.fspath(given))
+            continue
         top = Path(os.path.expanduser(os.fspath(given)))
         if top.is_file():
             yield from _candidate(str(top.absolute()), str(top.absolute().parent))
@@ -374,12 +384,25 @@ def _unlisted(errors: list[OSError], root: str) -> Iterator[_Skip]:
             "indexed from it is kept; check its permissions"), folder=True)
 
 
+def _walk_uri(uri: str) -> Iterator[_Candidate | _Skip]:
+    remote = objectstore.open_uri(uri)
+    for f in objectstore.files(remote):
+        kind = kind_of(Path(f.rel))
+        root = f.uri[: len(f.uri) - len(f.rel) - 1]
+        yield _unsupported(f.rel, f.uri, f.rel) if kind is None else \
+            _Candidate(f.path, f.uri, f.rel, root, kind, f.size, f.mtime, remote.fs)
+
+
+def _unsupported(name: str, key: str, rel: str) -> _Skip:
+    suffix = Path(name).suffix or "no extension"
+    return _Skip(key, FileResult(rel, "unsupported", f"{suffix}: not a supported file type"))
+
+
 def _candidate(path: str, root: str) -> Iterator[_Candidate | _Skip]:
     key, rel = as_text(path), as_text(os.path.relpath(path, root))
     kind = kind_of(Path(path))
     if kind is None:
-        suffix = Path(path).suffix or "no extension"
-        yield _Skip(key, FileResult(rel, "unsupported", f"{suffix}: not a supported file type"))
+        yield _unsupported(path, key, rel)
         return
     try:
         st = os.stat(path)
@@ -486,7 +509,8 @@ class Indexer:
         self._interrupts = _Interrupts()
 
     def run(self, paths: Sequence[str | os.PathLike[str]]) -> IndexReport:
-        missing = [str(p) for p in paths if not os.path.exists(os.path.expanduser(os.fspath(p)))]
+        paths = [objectstore.local_path(os.fspath(p)) or p for p in paths]
+        missing = [str(p) for p in paths if not _exists_given(p)]
         if missing:
             raise PathNotFound(f"no such file or folder: {', '.join(missing)}")
         if self.ocr.mode == "force" or (self.ocr.mode == "auto" and ocr.available()):
@@ -527,7 +551,7 @@ class Indexer:
             planned = self._plan(item)
             if planned is not None:
                 job, data = planned
-                yield job, ExtractTask(item.path, self.options, data)
+                yield job, ExtractTask(item.path, self.options, data, item.fs if data is None else None)
 
     def _plan(self, c: _Candidate) -> tuple[_Job, bytes | None] | None:
         """Decide what to do with a found file: a job to extract (with the file's bytes when
@@ -540,13 +564,15 @@ class Indexer:
             self._write_problem(c, "", "too-large", f"{_mb(c.size)} is over the {_mb(self.limits.max_bytes)} "
                                 "size cap; raise it with --max-size (in MB)")
             return None
+        keep = c.size <= self.executor.ship_bytes or (c.fs is not None and not self.executor.reads_uris)
         try:
-            sha, data = read_and_hash(c.path, keep=c.size <= self.executor.ship_bytes)
+            sha, data = read_and_hash(c.path, keep=keep, fs=c.fs)
         except FileNotFoundError:
             self._vanished(c, old)
             return None
         except OSError as err:
-            self._write_problem(c, "", "corrupt", f"cannot read it ({err.strerror}); check its permissions")
+            reason = err.strerror or str(err).strip().splitlines()[0][:200]
+            self._write_problem(c, "", "corrupt", f"cannot read it ({reason}); check its permissions")
             return None
         if old is not None and old.sha256 == sha and not self._retry(old, c):
             with self._interrupts.held():
@@ -591,10 +617,10 @@ class Indexer:
 
     def _finish(self, c: _Candidate, sha: str, old: DocumentRow | None, outcome: _Outcome) -> None:
         status, message, pages, passages, ocr_pages, ocr_key = outcome
-        if not os.path.exists(c.path):
+        if not (os.path.exists(c.path) if c.fs is None else objectstore.exists(c.fs, c.path)):
             self._vanished(c, old)
             return
-        if status == "lost":  # no outcome came back: like an unreadable file, retried next run
+        if status == "lost":  # unread by its worker, or no outcome came back: retried next run
             self._write_problem(c, "", "corrupt", message)
             return
         if status != "ok":
@@ -660,10 +686,17 @@ class Indexer:
 
     def _remove_missing(self, paths: Sequence[str | os.PathLike[str]]) -> None:
         for given in paths:
-            top = Path(os.path.expanduser(os.fspath(given))).absolute()
-            if not top.is_dir():
-                continue
-            gone = [d for d in self.store.documents(under=as_text(str(top)))
+            if objectstore.is_uri(given):
+                remote = objectstore.open_uri(os.fspath(given))
+                if objectstore.kind(remote) != "folder":
+                    continue
+                under = remote.uri
+            else:
+                top = Path(os.path.expanduser(os.fspath(given))).absolute()
+                if not top.is_dir():
+                    continue
+                under = as_text(str(top))
+            gone = [d for d in self.store.documents(under=under)
                     if d.abs_path not in self._seen and not self._under_unlisted(d.abs_path)]
             for doc in gone:
                 with self._interrupts.held():
@@ -679,6 +712,12 @@ class Indexer:
         self.files.append(result)
         if self.progress is not None:
             self.progress(result)
+
+
+def _exists_given(path: str | os.PathLike[str]) -> bool:
+    if objectstore.is_uri(path):  # fails here, before any work, on a bad URI or no access
+        return objectstore.kind(objectstore.open_uri(os.fspath(path))) is not None
+    return os.path.exists(os.path.expanduser(os.fspath(path)))
 
 
 def _mb(size: int) -> str:

@@ -462,8 +462,8 @@ class Store:
         indexed folders that both hold ``notes.txt`` show ``a/notes.txt`` and ``b/notes.txt``)."""
         roots = [r for (r,) in self.conn.execute("SELECT DISTINCT root FROM documents")]
         try:
-            base = os.path.commonpath(roots) if len(roots) > 1 else roots[0] if roots else ""
-        except ValueError:  # roots on different drives: nothing shorter tells them apart
+            base = _common_root(roots) if len(roots) > 1 else roots[0] if roots else ""
+        except ValueError:  # roots on different drives or stores: nothing shorter tells them apart
             base = ""
         prefix = base if base.endswith(os.sep) else base + os.sep
         renamed = [(abs_path[len(prefix):], doc_id) for doc_id, path, abs_path in
@@ -610,6 +610,15 @@ class Store:
         )
 
 
+
+
+def _common_root(roots: Sequence[str]) -> str:
+    """The longest folder or URI prefix (``s3://bucket/a``) the roots share."""
+    schemes = {r.split("://", 1)[0] if "://" in r else "" for r in roots}
+    if len(schemes) > 1:
+        raise ValueError("local paths and URIs")
+    head = f"{schemes.pop()}://" if "://" in roots[0] else ""
+    return head + os.path.commonpath([r[len(head):] for r in roots])
 
 
 def page_of(starts: Sequence[int], offset: int) -> int:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +26,10 @@ PROXY_MODEL = SHARED / "models" / "minilm-squad-proxy"
 # they say otherwise, and never write an ONNX export outside their temporary folders.
 os.environ["DOCQA_EMBEDDER"] = "none"
 os.environ["DOCQA_CACHE"] = tempfile.mkdtemp(prefix="docqa-test-cache-")
+# S3 in tests is the `s3` fixture's local server, with credentials it accepts (never a real
+# account); Ray nodes the tests start inherit them, as a real cluster's nodes have their own.
+os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+                  AWS_EC2_METADATA_DISABLED="true")
 
 
 def put_text(store: object, path: str, text: str) -> int:
@@ -78,3 +87,39 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, cased_vocab: Pat
     from tinymodels import train_tiny_qa
 
     return train_tiny_qa(tmp_path_factory.mktemp("tiny-trained"))
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[str]:
+    """A local S3 server (moto, in a subprocess on a free port) that this process and the
+    commands it starts reach through ``AWS_ENDPOINT_URL``; yields its endpoint."""
+    pytest.importorskip("moto", reason="moto is not installed (pip install 'moto[server]')")
+    pytest.importorskip("pyarrow.fs", reason="pyarrow is not installed (pip install 'docqa[cloud]')")
+    for _ in range(3):  # a port taken between picking and binding: pick another
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            proc.kill()
+            proc.wait()
+            continue
+        break
+    else:
+        pytest.fail("the moto S3 server did not start")
+    saved = os.environ.get("AWS_ENDPOINT_URL")
+    os.environ["AWS_ENDPOINT_URL"] = endpoint = f"http://127.0.0.1:{port}"
+    try:
+        yield endpoint
+    finally:
+        os.environ.pop("AWS_ENDPOINT_URL") if saved is None else os.environ.update(AWS_ENDPOINT_URL=saved)
+        proc.kill()
+        proc.wait()

@@ -147,6 +147,16 @@ def content(db: Path) -> dict[str, tuple[str, list[PassageRow]]]:
                 for doc_id, path, status in conn.execute("SELECT id, path, status FROM documents")}
 
 
+def stored(db: Path) -> dict[str, tuple]:
+    """Everything the index holds about each file but where it was found (absolute path, root,
+    mtime) and ids: {path: (document, pages, passages)}."""
+    with connect(db) as conn:
+        return {d[0]: (d[1:-1], conn.execute("SELECT number, start, text FROM pages WHERE document_id = ? "
+                                           "ORDER BY number", (d[-1],)).fetchall(), passages_of(conn, d[-1]))
+                for d in conn.execute("SELECT path, size, sha256, kind, page_count, status, message, id "
+                                      "FROM documents")}
+
+
 def statuses(report: dict[str, object] | object) -> dict[str, str]:
     """{path: status} of an index report (``IndexReport`` or its JSON); each path once."""
     files = report["files"] if isinstance(report, dict) else report.files  # type: ignore[attr-defined]

@@ -23,7 +23,9 @@ from pathlib import Path
 import pytest
 from conftest import PDFS
 from hostile import cyclic_pdf, nested_pdf, random_bytes, slow_pdf, write
-from indexcheck import ROOT, check_index, docqa, essay, indexed_count, invoke, invoke_json, run_docqa, wait_for
+from indexcheck import (
+    ROOT, check_index, docqa, essay, indexed_count, invoke, invoke_json, run_docqa, statuses, stored, wait_for,
+)
 
 from docqa.api import DocQA
 
@@ -180,6 +182,22 @@ def test_driver_killed_mid_run_then_rerun_gives_the_whole_index(cluster, corpus,
     report = json.loads(out)
     assert report["unchanged"] >= len([r for r in killed.values() if r[0][8] == "indexed"])
     assert_same_index(db, reference)
+
+
+def test_an_s3_prefix_read_by_the_ray_workers_indexes_like_its_files_on_disk(
+        cluster, s3: str, shared_data: Path, tmp_path: Path) -> None:
+    from test_objectstore import archive, upload
+
+    folder = archive(tmp_path)
+    upload(folder, "s3://docs/on-ray")
+    local = invoke_json("index", folder, "-i", tmp_path / "local.db", "-q")
+    # --ship-max 0: every node reads its objects from the store (the driver only hashes them).
+    proc = run_docqa("index", "s3://docs/on-ray", "-i", tmp_path / "ray.db", "-q", "--json", "--ship-max", "0",
+                     "--ray", cluster.address, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert statuses(json.loads(proc.stdout)) == statuses(local)
+    check_index(tmp_path / "ray.db")
+    assert stored(tmp_path / "ray.db") == stored(tmp_path / "local.db")
 
 
 # -- batch answering ------------------------------------------------------------------------
