@@ -137,7 +137,8 @@ class DocQA:
         ship_mb: float | None = None,
         embed: bool | None = None,
     ) -> IndexReport:
-        """Index ``paths``; ``ocr`` says when PDF pages are read with Tesseract (changing it
+        """Index ``paths`` (folders, files, or object-store URIs such as ``s3://bucket/prefix``,
+        see ``docqa.objectstore``); ``ocr`` says when PDF pages are read with Tesseract (changing it
         re-extracts the PDFs it affects on the next run). ``ray``: extract on a Ray cluster
         (True: ``$RAY_ADDRESS`` or a new local instance; a string: that cluster's address); this
         process still plans and writes. ``ship_mb``: with ``ray``, files up to this size go with

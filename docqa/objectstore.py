@@ -37,7 +37,7 @@ def is_uri(path: str | os.PathLike[str]) -> bool:
 def local_path(uri: str) -> str | None:
     """The local path a ``file://`` URI names (indexed like any local path); None for others."""
     parts = urlsplit(uri)
-    return unquote(parts.path) if parts.scheme == "file" else None
+    return unquote(parts.path) if is_uri(uri) and parts.scheme == "file" else None
 
 
 @dataclass(frozen=True)
