@@ -10,7 +10,7 @@ the question with every passage vector (int8 passages, as ``docqa index`` stores
 ``bench/fusion.py``. The levers:
 
 - sentence max-sim: each passage also scored by its best sentence's cosine (sentences embedded
-  on their own), mixed with the passage cosine;
+  on their own, or late: pooled from the passage's own token vectors), mixed with the passage cosine;
 - dense pseudo-relevance feedback: the question vector moved toward its top-m passages' mean;
 - neighbours: a passage gains part of its better neighbour's score (same document);
 - document prior: a passage gains part of its document's best passage score;
@@ -20,6 +20,7 @@ the question with every passage vector (int8 passages, as ``docqa index`` stores
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import sys
 from collections.abc import Callable
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from retrieval import DATASETS, KS, PORTER, answerable, cached_vectors, dataset_index  # noqa: E402
+from retrieval import CACHE, DATASETS, KS, PORTER, answerable, cached_vectors, dataset_index  # noqa: E402
 
 from docqa.datasets import load_squad  # noqa: E402
 from docqa.dense import Embedder  # noqa: E402
@@ -117,6 +118,18 @@ def main(argv: list[str] | None = None) -> None:
             report(f"bm25/best + {weight:g} x ({1 - mix:g} cosine + {mix:g} best sentence)",
                    lambda qi, mix=mix, weight=weight: bm(qi) + weight * ((1 - mix) * cos[qi] + mix * best_sentence[qi]))
 
+    # Late sentences: each sentence's vector pooled from its tokens in the passage's own pass
+    # (no extra model run; the tokens saw the whole passage).
+    late = np.full(cos.shape, -1.0)
+    for i, vectors in enumerate(late_sentence_vectors(passages, [r[2] for r in rows])):
+        if len(vectors):
+            late[:, i] = (qvectors @ vectors.T).max(axis=1)
+    report("late best sentence alone", lambda qi: late[qi])
+    for mix in (0.3, 0.5):
+        for weight in (w, 3.0):
+            report(f"bm25/best + {weight:g} x ({1 - mix:g} cosine + {mix:g} late best sentence)",
+                   lambda qi, mix=mix, weight=weight: bm(qi) + weight * ((1 - mix) * cos[qi] + mix * late[qi]))
+
     for m, beta in ((3, 0.5), (5, 0.5), (5, 1.0), (10, 0.5)):
         def feedback(qi: int, m: int = m, beta: float = beta) -> np.ndarray:
             top = np.argsort(-np.where(allowed[qi], cos[qi], -np.inf))[:m]
@@ -143,6 +156,39 @@ def main(argv: list[str] | None = None) -> None:
                                        for r in rows])
     tcos = qvectors @ titled.T
     report("shipped, passages embedded with their title", lambda qi: bm(qi) + w * tcos[qi])
+
+
+def late_sentence_vectors(embedder: Embedder, texts: list[str]) -> list[np.ndarray]:
+    """Per passage, its sentences' unit vectors, mean-pooled from the passage's token vectors
+    (int8 ONNX pass); cached like ``cached_vectors``."""
+    key = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+    path = CACHE / f"minilm-late-{key}.npz"
+    if path.exists():
+        saved = np.load(path)
+        return np.split(saved["vectors"], saved["bounds"])
+    session, tokenizer, names = embedder._passage_session()
+    out: list[np.ndarray] = []
+    for start in range(0, len(texts), 32):
+        encs = tokenizer.encode_batch(texts[start : start + 32])
+        feeds = {"input_ids": [e.ids for e in encs], "attention_mask": [e.attention_mask for e in encs],
+                 "token_type_ids": [e.type_ids for e in encs]}
+        hidden = session.run(None, {n: np.asarray(feeds[n], dtype=np.int64) for n in names})[0]
+        for text, enc, h in zip(texts[start : start + 32], encs, hidden):
+            ends = np.array([e for _, e in enc.offsets])
+            starts = np.array([s for s, _ in enc.offsets])
+            real = (np.asarray(enc.special_tokens_mask) == 0) & (np.asarray(enc.attention_mask) == 1)
+            vectors = []
+            for m in SENTENCE.finditer(text):
+                if len(m.group().split()) < 3:
+                    continue
+                inside = real & (starts >= m.start()) & (ends <= m.end())
+                if inside.any():
+                    v = h[inside].mean(axis=0)
+                    vectors.append(v / np.linalg.norm(v))
+            out.append(np.array(vectors, dtype=np.float32).reshape(-1, h.shape[-1]))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(path, vectors=np.concatenate(out), bounds=np.cumsum([len(v) for v in out])[:-1])
+    return out
 
 
 if __name__ == "__main__":
