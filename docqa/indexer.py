@@ -519,6 +519,7 @@ class Indexer:
         interrupted = False
         try:
             with self._interrupts:
+                self.store.merge_lazily()
                 self._index(walk(paths))
                 self._remove_missing(paths)
                 if any(f.status in ("indexed", "updated", "removed") for f in self.files):

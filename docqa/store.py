@@ -338,19 +338,21 @@ class Store:
                  "ocr": int(i + 1 in ocr_pages)}
                 for i, text in enumerate(pages)
             )
-            db["passages"].insert_all(
-                {
-                    "document_id": doc_id,
-                    "ordinal": p.ordinal,
-                    "page": p.page,
-                    "last_page": p.last_page,
-                    "start": p.start,
-                    "end": p.end,
-                    "text": p.text,
-                }
-                for p in passages
-            )
+            self._insert_passages(doc_id, passages)
         return doc_id
+
+    def _insert_passages(self, doc_id: int, passages: Sequence[Passage]) -> None:
+        # As few statements as SQLite's variable limit allows (usually one per document): FTS5
+        # writes its pending terms as a new segment at the end of every statement, and sqlite-utils'
+        # 142-row statements made several per document to merge (bench/scale.py, writer).
+        rows = [(doc_id, p.ordinal, p.page, p.last_page, p.start, p.end, p.text) for p in passages]
+        limit = self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(self.conn, "getlimit") else 999
+        per = max(1, limit // 7)
+        for first in range(0, len(rows), per):
+            chunk = rows[first:first + per]
+            self.conn.execute(
+                'INSERT INTO passages (document_id, ordinal, page, last_page, start, "end", text) VALUES '
+                + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk)), [v for row in chunk for v in row])
 
     def copy_document(self, source_id: int, row: DocumentRow) -> int:
         """Index ``row`` with the pages and passages of ``source_id`` (same content, new path)."""
@@ -378,6 +380,21 @@ class Store:
             db.execute(
                 "UPDATE documents SET size = ?, mtime = ? WHERE abs_path = ?", (size, mtime, abs_path)
             )
+
+    def merge_lazily(self) -> None:
+        """Let FTS5 merge its segments rarely while documents arrive (an indexing run merges them
+        all at its end, ``optimize``): no incremental merging, a level merged at 64 segments
+        instead of 4 and 16. The same index for less CPU; persists in the index's FTS5 config."""
+        wanted = {"automerge": 0, "crisismerge": 64}
+        found = dict(self.conn.execute("SELECT k, v FROM passages_fts_config WHERE k IN ('automerge', 'crisismerge')"))
+        if found == wanted:
+            return
+        try:
+            with self.db.atomic() as db:  # not ``_write``: the passages stay the same
+                for key, value in wanted.items():
+                    db.execute("INSERT INTO passages_fts(passages_fts, rank) VALUES (?, ?)", (key, value))
+        except sqlite3.Error as err:
+            raise index_error(self.path, err) from err
 
     def optimize(self) -> None:
         """Merge the full-text index into one b-tree. Queries on an index built document by

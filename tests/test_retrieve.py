@@ -134,6 +134,28 @@ def test_optimize_merges_the_fts_index_and_keeps_every_score(tmp_path: Path, art
         assert [FTS5Retriever(store).search(q).hits for q in questions] == before
 
 
+def test_passages_in_small_inserts_and_lazy_merging_keep_every_passage_and_score(
+        tmp_path: Path, index: Path, articles: list[Article], questions: list[str]) -> None:
+    """``put_document`` sends a document's passages in as few INSERTs as SQLite's variable limit
+    allows (here forced down to two passages each), and indexing runs let FTS5 merge lazily: the
+    same passages, ids and scores as the module's index (one INSERT per document, FTS5's merging)."""
+    if not hasattr(sqlite3.Connection, "setlimit"):
+        pytest.skip("sqlite3.Connection.setlimit needs Python 3.11")
+    path = tmp_path / "small-inserts.db"
+    with Store(path, create=True) as store:
+        store.merge_lazily()
+        store.conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 20)
+        for folder, a in zip(FOLDERS, articles):
+            put_text(store, f"{folder}/{a.index:02d}-{a.title}.txt", a.text)
+        assert dict(store.conn.execute("SELECT k, v FROM passages_fts_config WHERE k != 'version'")) == {
+            "automerge": 0, "crisismerge": 64}
+    with Store(index, readonly=True) as reference, Store(path, readonly=True) as small:
+        every = 'SELECT id, document_id, ordinal, page, last_page, start, "end", text FROM passages ORDER BY id'
+        assert small.conn.execute(every).fetchall() == reference.conn.execute(every).fetchall()
+        assert [FTS5Retriever(small).search(q).hits for q in questions] == \
+               [FTS5Retriever(reference).search(q).hits for q in questions]
+
+
 def test_tokenize_matches_the_index(store: Store) -> None:
     store.conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.t_inst USING fts5vocab(main, passages_fts, instance)")
     for pid, text in store.conn.execute("SELECT id, text FROM passages ORDER BY id LIMIT 20").fetchall():
