@@ -20,7 +20,7 @@ import math
 import pickle
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,7 +48,7 @@ from docqa.evaluate import (  # noqa: E402
 from docqa import rank  # noqa: E402
 from docqa.retrieve import RETRIEVERS  # noqa: E402
 from docqa.rank import DEFAULT_THRESHOLD, Ranked, rank_answers  # noqa: E402
-from docqa.types import Reading  # noqa: E402
+from docqa.types import Reading, Span  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 SQUAD = DATA / "squad" / "dev-v1.1.json"
@@ -202,6 +202,8 @@ def analyse(args: argparse.Namespace) -> None:
         _threshold_table(data, args.k, args.mu)
         _temperature_table(data, args.k, args.mu)
         _scale_table(data, args.k, args.mu, gold)
+        if args.semantic:
+            _semantic_table(data, args.k, args.mu, gold)
 
 
 def _versus_section_8(data: dict, k: int, gold: float) -> None:
@@ -295,6 +297,52 @@ def _scale_table(data: dict, k: int, mu: float, gold: float) -> None:
               f"{100 * sum(s.abstained for s in shown) / n:.1f}% |")
 
 
+def _semantic_table(data: dict, k: int, mu: float, gold: float) -> None:
+    """A semantic stand-in for rank.py's sentence part: the share ``a`` of it taken by the cosine
+    (the bundled embedder, passages' int8 encoder) of the question with the answer's whole
+    sentence. Measured in docs/evaluation.md's caveats; not kept."""
+    from docqa.dense import Embedder
+    from docqa.spans import sentence_bounds
+
+    records = data["records"]
+
+    def sentence(span: Span) -> str:
+        ctx = span.context
+        lo, hi = sentence_bounds(ctx.text, span.start - ctx.start, span.end - ctx.start)
+        return ctx.text[lo:hi]
+
+    texts = sorted({sentence(t) for r in records for s in r.reading.spans  # the spans rank.py scores: trimmed
+                    if s.context.hit.rank <= k and (t := rank._trimmed(s)) is not None})
+    embedder = Embedder()
+    row = {t: i for i, t in enumerate(texts)}
+    vectors = embedder.encode(texts)
+    questions = {r.question.question: embedder.encode_query(r.question.question) for r in records}
+    words = rank._sentence_match
+    share = 0.0
+
+    def mixed(question: str, read: dict[int, str]) -> Callable[[Span], float] | None:
+        lexical, q = words(question, read), questions.get(question)
+
+        def match(span: Span) -> float:
+            cosine = max(0.0, float(vectors[row[sentence(span)]] @ q)) if q is not None else 0.0
+            return (1 - share) * (lexical(span) if lexical else 0.0) + share * cosine
+        return match
+
+    print(f"\nsemantic sentence part at k={k}, mu={mu}: share a of the cosine (question, answer's sentence)")
+    print("| a | open F1 answering all | open/gold | F1 with threshold | open/gold | abstained |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    rank._sentence_match = mixed
+    try:
+        for share in (0.0, 0.3, 0.5, 1.0):
+            shown = [ranked(rec, k, mu, threshold=DEFAULT_THRESHOLD) for rec in records]
+            f_all = open_scores(data, k, mu)[1]
+            f_thr = 100 * sum(scores(rec, r)[1] for rec, r in zip(records, shown)) / len(records)
+            withheld = 100 * sum(not r.answers for r in shown) / len(records)
+            print(f"| {share} | {f_all:.1f} | {f_all / gold:.1%} | {f_thr:.1f} | {f_thr / gold:.1%} | {withheld:.1f}% |")
+    finally:
+        rank._sentence_match = words
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -318,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     a.add_argument("caches", type=Path, nargs="+")
     a.add_argument("-k", type=int, default=10, help="passages read, for the mu/threshold/temperature tables")
     a.add_argument("--mu", type=float, default=None, help="with it: threshold and temperature tables")
+    a.add_argument("--semantic", action="store_true", help="with --mu: the semantic sentence part's table")
     args = parser.parse_args(argv)
     {"passages": passages, "read": read, "analyse": analyse}[args.command](args)
 

@@ -58,8 +58,8 @@ def token_segments(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
     return segments
 
 
-def sentence_around(text: str, start: int, end: int) -> str:
-    """The sentence(s) of ``text`` holding ``text[start:end]``, with that span left out."""
+def sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    """Where the sentence(s) of ``text`` holding ``text[start:end]`` begin and end."""
     lo, hi = 0, len(text)
     for m in _SENTENCE_BREAK.finditer(text):
         if m.end() <= start:
@@ -67,6 +67,12 @@ def sentence_around(text: str, start: int, end: int) -> str:
         elif m.start() >= end:
             hi = m.start()
             break
+    return lo, hi
+
+
+def sentence_around(text: str, start: int, end: int) -> str:
+    """The sentence(s) of ``text`` holding ``text[start:end]``, with that span left out."""
+    lo, hi = sentence_bounds(text, start, end)
     return f"{text[lo:start]} {text[end:hi]}"
 
 
