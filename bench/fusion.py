@@ -102,7 +102,8 @@ def candidates(dataset: str, questions: Sequence[Question], precision: str, dept
     path = dataset_index(dataset, PORTER, work)
     # "static": model2vec distilled from the default model, for passages and questions alike.
     embedder: Any = StaticEmbedder() if precision == "static" else Embedder(precision=precision)
-    questioner = embedder if precision == "static" else Embedder(precision="fp32")  # as onnxruntime: fp32
+    # Questions as docqa encodes them: through the int8 copy with int8 passages, else fp32.
+    questioner = embedder if precision in ("static", "int8", "auto") else Embedder(precision="fp32")
     with Store(path, readonly=True) as store:
         rows = store.conn.execute("SELECT id, document_id, text FROM passages ORDER BY id").fetchall()
         ids = np.array([r[0] for r in rows])

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from docqa.datasets import Article, Question, load_squad, questions_of  # noqa: E402
 from docqa.evaluate import has_answer  # noqa: E402
-from docqa.dense import DEFAULT_EMBEDDER, Embedder, resolve_precision  # noqa: E402
+from docqa.dense import DEFAULT_EMBEDDER, Embedder  # noqa: E402
 from docqa.retrieve import STOPWORDS, BM25Retriever, FTS5Retriever, HybridRetriever, Retriever  # noqa: E402
 from docqa.split import split_pages  # noqa: E402
 from docqa.store import DEFAULT_SETTINGS, DocumentRow, Store  # noqa: E402
@@ -180,7 +180,7 @@ def cached_vectors(embedder: Embedder, texts: Sequence[str], *, query: bool = Fa
     name = embedder.model_name
     slug = "minilm" if name == DEFAULT_EMBEDDER else hashlib.sha256(name.encode()).hexdigest()[:8]
     key = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
-    precision = resolve_precision(embedder.precision) if query else embedder.passage_precision()
+    precision = embedder.passage_precision()  # questions in a batch are encoded the same way
     path = CACHE / f"{slug}-{precision}{'-query' if query else ''}-{key}.npy"
     if path.exists():
         return np.load(path)

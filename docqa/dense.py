@@ -7,12 +7,13 @@ vectors. How a model wants to be used is read from its own sentence-transformers
 (``ModelSpec``): pooling (mean, CLS, max or last token), the query/passage prompts (e5's
 "query: "/"passage: ", bge's search instruction) and the maximum length.
 
-The model is exported once to ONNX (a cache folder, ``DOCQA_CACHE``): fp32 for questions and a
-copy with per-channel int8 weights for passages. Passages are embedded with that int8 copy through
+The model is exported once to ONNX (a cache folder, ``DOCQA_CACHE``): fp32, and a copy with
+per-channel int8 weights. Passages are embedded with that int8 copy through
 onnxruntime in batches of similar length (faster than torch bf16 or fp32, recall within 0.3
-points: docs/bench-retrieval.md); without onnxruntime, or with ``precision="bf16"/"fp32"``, with
-torch (bf16 where the CPU has bf16 instructions). A question costs onnxruntime + the
-``tokenizers`` library only, which is what makes a cold ``docqa search`` fast. torch and
+points: docs/bench-retrieval.md), and questions through the same copy; without onnxruntime, or
+with ``precision="bf16"/"fp32"``, with torch (bf16 where the CPU has bf16 instructions) and
+questions through the fp32 export. A question costs onnxruntime + the ``tokenizers`` library
+only, which is what makes a cold ``docqa search`` fast. torch and
 transformers are imported only to export the model or where onnxruntime is missing.
 """
 
@@ -252,7 +253,7 @@ class Embedder:
         spec = self.spec
         prefix = spec.query_prefix if query else spec.passage_prefix
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        onnx = None if query else self._passage_session()
+        onnx = self._passage_session()
         if onnx:
             return self._encode_onnx(onnx, [prefix + texts[i] for i in order], order)
         import torch
@@ -272,7 +273,8 @@ class Embedder:
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
     def passage_precision(self) -> str:
-        """What ``encode`` embeds passages with here: int8 (onnxruntime), bf16 or fp32 (torch)."""
+        """What ``encode`` embeds passages (and batches of questions) with here: int8
+        (onnxruntime), bf16 or fp32 (torch)."""
         return "int8" if self._passage_session() else resolve_precision(self.precision)
 
     def _encode_onnx(self, onnx: Any, texts: Sequence[str], order: Sequence[int]) -> np.ndarray:
@@ -295,7 +297,7 @@ class Embedder:
 
     def encode_query(self, question: str) -> np.ndarray:
         """The unit vector of one question: through the ONNX export when there is one (no torch
-        import), else through torch."""
+        import; the int8 copy where passages go through it), else as ``encode`` does."""
         onnx = self._onnx_session()
         if not onnx:
             return self.encode([question], query=True)[0]
@@ -319,9 +321,13 @@ class Embedder:
         return cache_root() / "onnx" / key
 
     def _onnx_session(self) -> Any:
+        """The question encoder: the int8 copy where ``encode`` uses it (questions then encode
+        like passages; its session starts in a third of the fp32 one's CPU time, most of a cold
+        search: docs/bench-retrieval.md), else the fp32 export."""
         with self._lock:
             if self._onnx is None:
-                self._onnx = self._open_onnx("model.onnx", question=True) or False
+                int8 = self.precision in ("auto", "int8") and self._open_onnx(INT8_FILE, question=True)
+                self._onnx = int8 or self._open_onnx("model.onnx", question=True) or False
             return self._onnx
 
     def _passage_session(self) -> Any:

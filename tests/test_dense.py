@@ -236,8 +236,9 @@ def test_questions_need_no_torch_once_exported(store: Store, embedder: Embedder)
 
 
 def test_passages_go_through_the_int8_export_without_torch(store: Store, tiny_model_dir: Path) -> None:
-    """By default passages are embedded by the int8 ONNX copy: near fp32 torch's vectors, whatever
-    batch a passage is padded in, and with torch never imported once the export exists."""
+    """By default passages (and questions) are embedded by the int8 ONNX copy: near fp32 torch's
+    vectors, whatever batch a passage is padded in, and with torch never imported once the export
+    exists."""
     auto = Embedder(str(tiny_model_dir))
     assert auto.passage_precision() == "int8" and (auto.onnx_dir() / dense.INT8_FILE).is_file()
     texts = [r[0] for r in store.conn.execute("SELECT text FROM passages ORDER BY id LIMIT 70")]
@@ -246,6 +247,13 @@ def test_passages_go_through_the_int8_export_without_torch(store: Store, tiny_mo
     assert (int8 * fp32).sum(axis=1).min() > 0.98
     alone = auto.encode([texts[5], texts[60]])  # other batch mates, other padding
     assert ((alone * int8[[5, 60]]).sum(axis=1) > 0.99).all()
+    # A question goes through the same int8 copy (as in a batch of its own), the fp32 export only
+    # where passages are not int8.
+    question = texts[5][:80]
+    assert np.allclose(auto.encode_query(question), auto.encode([question], query=True)[0], atol=1e-5)
+    fp32_question = Embedder(str(tiny_model_dir), precision="fp32").encode_query(question)
+    assert not np.allclose(auto.encode_query(question), fp32_question, atol=1e-4)
+    assert float(auto.encode_query(question) @ fp32_question) > 0.98
     script = ("import sys; from docqa.dense import Embedder; v = Embedder(sys.argv[1]).encode(['Honey bees.', 'Wasps']); "
               "print(v.shape[0], 'torch' in sys.modules, 'transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", script, str(tiny_model_dir)], capture_output=True, text=True,
