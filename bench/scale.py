@@ -1,6 +1,6 @@
 """Scaling docqa out with Ray (issue 12): what one machine measures, and what it projects.
 
-    python bench/scale.py [--copies 4] [--writer-copies 100] [--questions 96] [--cpus 2]
+    python bench/scale.py [--copies 4] [--rounds 3] [--writer-copies 100] [--questions 96] [--cpus 2]
     python bench/scale.py --only writer          # one part: ray-index, writer or batch
 
 Prints Markdown tables (docs/scale.md holds one run):
@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,11 +46,11 @@ SQUAD = SHARED / "data" / "squad" / "dev-v1.1.json"
 PROXY = SHARED / "models" / "minilm-squad-proxy"
 
 
-def docqa(*args: object) -> tuple[float, str]:
-    """Run `docqa ARGS`; (wall seconds, stdout)."""
+def docqa(*args: object, env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Run `docqa ARGS` (in ``env``, default this process's); (wall seconds, stdout)."""
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "docqa", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          cwd=ROOT, env={**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)})
     if proc.returncode != 0:
         sys.exit(f"docqa {' '.join(map(str, args))} failed:\n{proc.stderr}")
     return time.perf_counter() - t0, proc.stdout
@@ -62,31 +63,41 @@ def pages_of(report: str) -> int:
 # -- 1. Ray's overhead ----------------------------------------------------------------------
 
 
-def ray_overhead(tmp: Path, copies: int, address: str) -> list[str]:
+def ray_overhead(tmp: Path, copies: int, address: str, rounds: int) -> list[str]:
     folder = tmp / "pdfs"
     folder.mkdir()
     files = make_corpus(folder, copies)
-    local_s, out = docqa("index", folder, "-i", tmp / "local.db", "-q", "--json")
-    pages = pages_of(out)
-    ray_s, out = docqa("index", folder, "-i", tmp / "ray.db", "-q", "--json", "--ray", address)
-    assert pages_of(out) == pages
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "docqa", "index", str(folder), "-i", str(tmp / "fresh.db"), "-q",
-                           "--json", "--ray"], capture_output=True, text=True, cwd=ROOT, env=env)
-    fresh_s = time.perf_counter() - t0
-    assert proc.returncode == 0, proc.stderr
-    return [
-        f"{len(files)} PDFs, {pages} pages (the shared multi-column PDFs x {copies})",
+    # --no-embed: extraction is compared; embedding (on by default where the dense extra is
+    # installed) runs on the driver alike in both, after extraction.
+    common = ("index", folder, "-q", "--json", "--no-embed")
+    runs = {  # name: (row label, extra arguments, environment)
+        "local": ("`docqa index` (local worker processes, all cores)", (), None),
+        "ray": ("`docqa index --ray ADDRESS` (Ray instance already running)", ("--ray", address), None),
+        "fresh": ("`docqa index --ray` (starts and stops its own instance)", ("--ray",),
+                  {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    pages = set()
+    # The runs alternate, round after round, so a change in the machine's load (it is shared)
+    # hits every run alike; the ratios are each round's, and the table gives their medians.
+    for n in range(rounds):
+        for name, (_, extra, env) in runs.items():
+            s, out = docqa(*common, "-i", tmp / f"{name}{n}.db", *extra, env=env)
+            seconds[name].append(s)
+            pages.add(pages_of(out))
+    assert len(pages) == 1, pages
+    total = pages.pop()
+    lines = [
+        f"{len(files)} PDFs, {total} pages (the shared multi-column PDFs x {copies}), {rounds} rounds, medians",
         "",
-        "| run | seconds | pages/s | ratio to local |",
-        "|---|---|---|---|",
-        f"| `docqa index` (local worker processes, all cores) | {local_s:.1f} | {pages / local_s:.1f} | 1.00 |",
-        f"| `docqa index --ray ADDRESS` (Ray instance already running) | {ray_s:.1f} | {pages / ray_s:.1f} | "
-        f"{local_s / ray_s:.2f} |",
-        f"| `docqa index --ray` (starts and stops its own instance) | {fresh_s:.1f} | {pages / fresh_s:.1f} | "
-        f"{local_s / fresh_s:.2f} |",
+        "| run | seconds | pages/s | ratio to local | each round's ratio |",
+        "|---|---|---|---|---|",
     ]
+    for name, (label, _, _) in runs.items():
+        ratios = [a / b for a, b in zip(seconds["local"], seconds[name])]
+        lines.append(f"| {label} | {median(seconds[name]):.1f} | {total / median(seconds[name]):.1f} | "
+                     f"{median(ratios):.2f} | {', '.join(f'{r:.2f}' for r in ratios)} |")
+    return lines
 
 
 # -- 2. the writer's ceiling ----------------------------------------------------------------
@@ -228,6 +239,7 @@ def batch_answering(tmp: Path, n: int, address: str, actors: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--copies", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="ray-index: local and Ray runs, alternated")
     parser.add_argument("--writer-copies", type=int, default=100)
     parser.add_argument("--questions", type=int, default=96)
     parser.add_argument("--cpus", type=int, default=2)
@@ -244,7 +256,7 @@ def main() -> None:
                 "temp_dir": str(Path(tmp, "ray"))})
         try:
             parts = {
-                "ray-index": lambda: ray_overhead(Path(tmp), args.copies, cluster.address),
+                "ray-index": lambda: ray_overhead(Path(tmp), args.copies, cluster.address, args.rounds),
                 "writer": lambda: writer_ceiling(Path(tmp), args.writer_copies),
                 "batch": lambda: batch_answering(Path(tmp), args.questions, cluster.address, args.cpus),
             }
