@@ -101,7 +101,7 @@ _LOST = ("lost", "the Ray workers extracting it died {tries} times (a lost node,
 
 
 class RayExecutor:
-    """``Executor`` that maps extraction over a Ray cluster with Ray Data, one CPU per file."""
+    """``Executor`` that maps extraction over a Ray cluster with Ray Data, one CPU per task."""
 
     reads_uris = True  # each node reads its objects from the store, not through the driver
 
