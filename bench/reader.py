@@ -15,6 +15,12 @@ run and the achieved GFLOP/s against matmul peaks measured in the same run.
 Table 2 (answers): the shared real QA model (``../shared/models/minilm-squad-proxy``) on the
 gold paragraphs of SQuAD dev articles 40-47, which it never saw: how often each precision's top
 answer equals fp32's, and its EM/F1.
+
+Table 3 (staged, issue 16): ``ask`` reads a question's top passages first and the rest only when
+they could change its top answer. On the proxy, as ``docqa eval`` asks (whole SQuAD dev indexed,
+questions of articles 40-47, 10 passages): passages read, top answers against reading all 10,
+EM/F1. Run with the speed table, it adds a row reading as ``ask`` would at the share of questions
+the proxy read on for.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from docqa.datasets import Question, load_squad, questions_of  # noqa: E402
-from docqa.evaluate import best_over_golds, exact_match, f1  # noqa: E402
+from docqa.api import READ_STAGES  # noqa: E402
+from docqa.evaluate import best_over_golds, ensure_index, exact_match, f1, index_settings  # noqa: E402
+from docqa.rank import DEFAULT_MU, could_change  # noqa: E402
 from docqa.reader import Reader, _plan_windows  # noqa: E402
 from docqa.types import Context, Hit  # noqa: E402
 
@@ -212,17 +220,25 @@ def matmul_peaks(device: str) -> dict[str, float]:
     return peaks
 
 
-def speed_table(args: argparse.Namespace) -> tuple[list[Row], dict[str, float], str]:
+def speed_table(args: argparse.Namespace, open_share: float | None = None) -> tuple[list[Row], dict[str, float], str]:
+    """``open_share``: the share of questions the proxy's staged ``ask`` read past its first stage
+    (table 3); given, a row reads as ``ask`` does with that share reading on."""
     import torch
 
     torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
     model_dir = large_random_model()
     work = speed_workload(args.questions, model_dir)
     tok, template = _tokenizer_and_template(model_dir)
-    gflop = statistics.mean(
-        window_gflop([len(w.ids) for w in _plan_windows(tok, template, [q], [c], 384, 128).windows], LARGE)
-        for q, c in work
-    )
+    first = READ_STAGES[0]
+    # Spread the questions that read on evenly over the run (Bresenham).
+    read_on = {q for n, (q, _) in enumerate(work) if open_share is not None
+               and int((n + 1) * open_share) > int(n * open_share)}
+
+    def gflop_of(q: str, contexts: list[Context]) -> float:
+        return window_gflop([len(w.ids) for w in _plan_windows(tok, template, [q], [contexts], 384, 128).windows],
+                            LARGE)
+
+    gflop = statistics.mean(gflop_of(q, c) for q, c in work)
     load_before = load_average()
     peaks = matmul_peaks(args.device)
     naive, naive_load = naive_reader(model_dir, args.device)
@@ -235,12 +251,31 @@ def speed_table(args: argparse.Namespace) -> tuple[list[Row], dict[str, float], 
         loads.append(reader.load_s)
         precisions.append(reader.precision)
         reads.append(lambda q, c, reader=reader: reader.read([q], [c]))
+    gflops = [gflop] * len(names)
+    if open_share is not None:
+        names.append(f"docqa auto (= {reader.precision}), staged as `ask` reads: {first} passages, the other "
+                     f"{PASSAGES - first} for {100 * open_share:.0f}% of questions")
+        loads.append(reader.load_s)
+        precisions.append(reader.precision)
+        gflops.append(statistics.mean(gflop_of(q, c[:first]) + (gflop_of(q, c[first:]) if q in read_on else 0)
+                                      for q, c in work))
+        reads.append(lambda q, c, reader=reader: staged_read(reader, q, c, q in read_on))
     latencies = time_interleaved(reads, work)
     again = matmul_peaks(args.device)  # the best of two measurements: the machine is shared
     peaks = {k: max(v, again[k]) for k, v in peaks.items()}
-    rows = [Row(n, lat, gflop, load, peaks.get(p, 0.0)) for n, lat, load, p in zip(names, latencies, loads, precisions)]
+    rows = [Row(n, lat, g, load, peaks.get(p, 0.0))
+            for n, lat, g, load, p in zip(names, latencies, gflops, loads, precisions)]
     machine = f"{device_name(args.device)}; load average (1/5/15 min) {load_before} before, {load_average()} after"
     return rows, peaks, machine
+
+
+def staged_read(reader: Reader, question: str, contexts: list[Context], read_on: bool) -> None:
+    """``DocQA.read_batch``'s staged reading (with its decision's cost), the decision given: the
+    speed workload's passages carry no retrieval scores to decide with."""
+    spans = reader.read([question], [contexts[: READ_STAGES[0]]])[0]
+    could_change(question, spans, [c.hit for c in contexts], contexts[READ_STAGES[0]:], DEFAULT_MU)
+    if read_on:
+        reader.read([question], [contexts[READ_STAGES[0]:]])
 
 
 def _tokenizer_and_template(model_dir: Path) -> tuple[object, object]:
@@ -448,6 +483,62 @@ def answer_table(args: argparse.Namespace) -> tuple[list[tuple[str, float, float
     return rows, len(questions)
 
 
+@dataclass
+class StagedRow:
+    name: str
+    passages: float  # read per question
+    top_same: float  # % of questions whose top answer is reading-all-in-fp32's
+    em: float
+    f1: float
+    read_s: float  # per question
+
+
+def staged_table(args: argparse.Namespace) -> tuple[list[StagedRow], int, float, str]:
+    """Rows for reading all 10 passages (fp32) and ``ask``'s staged reading (fp32 and bf16) on
+    the proxy, as ``docqa eval`` asks; the number of questions; the share of questions the
+    staged fp32 reading read past its first stage; the load average."""
+    import math
+
+    from docqa import DocQA
+
+    load_before = load_average()
+    index = ensure_index(SQUAD, load_squad(SQUAD), index_settings(), CACHE / "squad-dev.db")
+    questions = questions_of(load_squad(SQUAD, slice(40, 48)))[:: args.staged_every]
+    runs = {"all 10 passages, fp32": ("fp32", None), "staged, fp32": ("fp32", DEFAULT_MU),
+            "staged, bf16": ("bf16", DEFAULT_MU)}
+    readings: dict[str, list] = {name: [] for name in runs}
+    seconds = dict.fromkeys(runs, 0.0)
+    qas = {name: DocQA(index, model=str(PROXY), device=args.device, precision=precision, threads=args.threads)
+           for name, (precision, _) in runs.items()}
+    for qa in qas.values():
+        qa.read_batch([questions[0].question])  # load and warm up
+    for first in range(0, len(questions), 64):  # the readings take turns, 64 questions at a time
+        batch = [q.question for q in questions[first : first + 64]]
+        for name, (_, mu) in runs.items():
+            started = time.perf_counter()
+            readings[name] += qas[name].read_batch(batch, mu=mu)
+            seconds[name] += time.perf_counter() - started
+    rows, tops = [], {}
+    for name, qa in qas.items():
+        top = [qa.rank(r, threshold=-math.inf).answers for r in readings[name]]
+        tops[name] = [a[0].text if a else "" for a in top]
+        shown = [qa.rank(r) for r in readings[name]]
+        texts = ["" if a.abstained else a.answers[0].text for a in shown]
+        rows.append(StagedRow(
+            name=name,
+            passages=statistics.mean(len({s.context.hit.passage_id for s in r.spans}) for r in readings[name]),
+            top_same=100 * statistics.mean(a == b for a, b in zip(tops[name], tops["all 10 passages, fp32"])),
+            em=100 * statistics.mean(best_over_golds(exact_match, t, q.answers) for t, q in zip(texts, questions)),
+            f1=100 * statistics.mean(best_over_golds(f1, t, q.answers) for t, q in zip(texts, questions)),
+            read_s=seconds[name] / len(questions),
+        ))
+        qa.close()
+    first_stage = READ_STAGES[0]
+    open_share = statistics.mean(len({s.context.hit.passage_id for s in r.spans}) > first_stage
+                                 for r in readings["staged, fp32"])
+    return rows, len(questions), open_share, f"{device_name(args.device)}; load average {load_before} before, {load_average()} after"
+
+
 # -- report ----------------------------------------------------------------------------------------
 
 
@@ -536,6 +627,24 @@ def render_batch(batch: tuple[list[tuple[str, float, float]], int, str]) -> str:
     return "\n".join([*out, ""])
 
 
+def render_staged(staged: tuple[list[StagedRow], int, float, str]) -> str:
+    rows, n, open_share, machine = staged
+    out = [
+        f"### Reading less in `ask`: minilm-squad-proxy, {n} questions of SQuAD dev articles 40-47, "
+        "10 passages each",
+        "",
+        f"Whole SQuAD dev indexed, as `docqa eval` asks; {machine}. Staged = `ask`'s reading: the top "
+        f"{READ_STAGES[0]} passages, then the other 8 only when they could change the top answer "
+        f"({100 * open_share:.0f}% of questions in fp32). EM/F1 as `docqa eval` scores them (abstaining counts as wrong).",
+        "",
+        "| reading | passages read per question | top answer = reading all 10 in fp32 | EM | F1 | read s/question |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    out += [f"| {r.name} | {r.passages:.2f} | {r.top_same:.1f}% | {r.em:.1f} | {r.f1:.1f} | {r.read_s:.3f} |"
+            for r in rows]
+    return "\n".join([*out, ""])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -543,8 +652,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     parser.add_argument("--quick", action="store_true",
                         help="3 timed questions, a fifth of the answer set, 2 shell runs, a batch of 10")
-    parser.add_argument("--only", choices=["speed", "answers", "shell"],
-                        help="run one table (shell: cold/hand-off `docqa ask` and batch throughput)")
+    parser.add_argument("--only", choices=["speed", "answers", "staged", "shell"], action="append",
+                        help="run this table only (repeatable; shell: cold/hand-off `docqa ask` and batch "
+                             "throughput; staged: `ask` reading less, and with speed its row there)")
+    parser.add_argument("--staged-every", type=int, default=1,
+                        help="the staged table asks every Nth question of articles 40-47 (default 1: all)")
     parser.add_argument("--shell-runs", type=int, default=4, help="questions per model in the shell table")
     parser.add_argument("--batch", type=int, default=50, help="questions in the batch-throughput table")
     parser.add_argument("--proxy-only", action="store_true", help="shell tables for the proxy model only")
@@ -552,16 +664,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.questions, args.shell_runs, args.batch = min(args.questions, 3), 2, 10
+        args.staged_every = max(args.staged_every, 20)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     command = "python " + " ".join(["bench/reader.py", *(argv if argv is not None else sys.argv[1:])])
-    speed = speed_table(args) if args.only in (None, "speed") else None
+
+    def wanted(table: str) -> bool:
+        return args.only is None or table in args.only
+
+    staged = staged_table(args) if wanted("staged") and PROXY.is_dir() else None
+    speed = speed_table(args, staged[2] if staged else None) if wanted("speed") else None
     if speed:
         print(render(speed, None, command), flush=True)
-    answers = answer_table(args) if args.only in (None, "answers") and PROXY.is_dir() else None
+    answers = answer_table(args) if wanted("answers") and PROXY.is_dir() else None
     text = render(speed, answers, command)
     if answers:
         print(render(None, answers, command))
-    if args.only in (None, "shell") and PROXY.is_dir():
+    if staged:
+        text += "\n" + (printed := render_staged(staged))
+        print(printed, flush=True)
+    if wanted("shell") and PROXY.is_dir():
         for table in (lambda: render_shell(shell_table(args)), lambda: render_batch(batch_table(args))):
             text += "\n" + (printed := table())
             print(printed, flush=True)

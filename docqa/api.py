@@ -18,12 +18,12 @@ from itertools import islice
 from typing import TYPE_CHECKING, TypeVar
 
 from docqa.errors import DocQAError
-from docqa.rank import DEFAULT_MU, DEFAULT_THRESHOLD, rank_answers
+from docqa.rank import DEFAULT_MU, DEFAULT_THRESHOLD, could_change, rank_answers
 from docqa.retrieve import Retriever, make_retriever
 from docqa.store import DocumentRow, Store, page_of, resolve_index_path, writer_lock
 from docqa.types import (
     BATCH_QUESTIONS, Answer, AskResult, BatchAnswer, BatchQuestion, Context, FileResult, Hit, IndexInfo, IndexReport,
-    Limits, OcrOptions, PageText, Reading, SearchResult, Timings,
+    Limits, OcrOptions, PageText, Reading, SearchResult, Span, Timings,
 )
 
 if TYPE_CHECKING:
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 # Characters of neighbouring text added on each side of a hit before reading, so an answer cut
 # at a passage edge survives (chosen with `docqa eval`, see docs/evaluation.md).
 DEFAULT_WIDEN = 0
+# ``ask`` reads a question's passages in retrieval order, stopping after these many when the rest
+# cannot change the top answer (``DocQA.read_batch``; measured in bench/reader.py).
+READ_STAGES = (4,)
 T = TypeVar("T")
 
 
@@ -258,8 +261,10 @@ class DocQA:
 
     def ask_batch(self, questions: Sequence[str], top_k: int = 3, passages: int = 10,
                   paths: Sequence[str] | None = None, mu: float | None = None) -> list[AskResult]:
-        """Answer several questions; all their windows go through the reader together."""
-        return [self.rank(r, top_k=top_k, mu=mu) for r in self.read_batch(questions, passages, paths)]
+        """Answer several questions; all their windows go through the reader together, each
+        question's only as far as they could change its top answer (``read_batch``'s ``mu``)."""
+        mu = DEFAULT_MU if mu is None else mu
+        return [self.rank(r, top_k=top_k, mu=mu) for r in self.read_batch(questions, passages, paths, mu=mu)]
 
     def ask_many(self, questions: Iterable[BatchQuestion | str], top_k: int = 3, passages: int = 10,
                  mu: float | None = None, *, ray: bool | str = False, actors: int | None = None,
@@ -288,12 +293,15 @@ class DocQA:
             yield from zip(chunk, read)
 
     def read_batch(self, questions: Sequence[str], passages: int = 10,
-                   paths: Sequence[str] | None = None) -> list[Reading]:
-        """Retrieve and read without ranking (``ask_batch`` = ``rank`` of each): ``docqa eval``
-        reads once and re-ranks many times."""
+                   paths: Sequence[str] | None = None, *, mu: float | None = None) -> list[Reading]:
+        """Retrieve and read without ranking (``ask_batch`` = ``rank`` of each). Without ``mu``
+        every passage is read (``docqa eval`` reads once and re-ranks with many ``mu``); with it,
+        a question's passages are read in retrieval order in stages (``READ_STAGES``) and the
+        rest is skipped once it cannot change the top answer ranked with that ``mu``
+        (``rank.could_change``). A reading keeps all its contexts either way."""
         t0 = time.perf_counter()
         results = [self.search(q, k=passages, paths=paths) for q in questions]
-        return self._read(list(questions), results, t0)
+        return self._read(list(questions), results, t0, mu)
 
     def read_each(self, questions: Sequence[BatchQuestion], passages: int = 10) -> list[Reading | str]:
         """``read_batch`` for questions that each have their own paths and may be bad: a bad
@@ -309,7 +317,8 @@ class DocQA:
         readings = iter(self._read([q for q, _ in good], [r for _, r in good], t0))
         return [next(readings) if isinstance(r, SearchResult) else r for r in found]
 
-    def _read(self, questions: list[str], results: list[SearchResult], t0: float) -> list[Reading]:
+    def _read(self, questions: list[str], results: list[SearchResult], t0: float,
+              mu: float | None = None) -> list[Reading]:
         retrieve_s = (time.perf_counter() - t0) / max(1, len(questions))
         contexts = [[self._context(h) for h in r.hits] for r in results]
         reader = self.reader
@@ -319,13 +328,32 @@ class DocQA:
             reader.load()
             load_s = time.perf_counter() - t1
         t2 = time.perf_counter()
-        spans = reader.read(questions, contexts) if any(contexts) else [[] for _ in questions]
+        spans = self._spans(questions, results, contexts, mu) if any(contexts) else [[] for _ in questions]
         read_s = (time.perf_counter() - t2) / max(1, len(questions))
         timings = Timings(retrieve_s=retrieve_s, read_s=read_s, load_s=load_s)
         return [
             Reading(question=q, hits=r.hits, contexts=tuple(c), spans=tuple(s), timings=timings)
             for q, r, c, s in zip(questions, results, contexts, spans)
         ]
+
+    def _spans(self, questions: list[str], results: list[SearchResult], contexts: list[list[Context]],
+               mu: float | None) -> list[list[Span]]:
+        """Each question's spans: from all its contexts, or (given ``mu``) as ``read_batch`` says."""
+        from docqa.reader import best_per_location
+
+        if mu is None:
+            return self.reader.read(questions, contexts)
+        spans: list[list[Span]] = [[] for _ in questions]
+        open_, done = list(range(len(questions))), 0
+        for upto in (*READ_STAGES, max(map(len, contexts))):
+            read = self.reader.read([questions[q] for q in open_], [contexts[q][done:upto] for q in open_])
+            for q, found in zip(open_, read):
+                spans[q] = best_per_location([*spans[q], *found])
+            open_ = [q for q in open_ if could_change(questions[q], spans[q], results[q].hits, contexts[q][upto:], mu)]
+            done = upto
+            if not open_:
+                break
+        return spans
 
     def rank(self, reading: Reading, top_k: int = 3, mu: float | None = None,
              threshold: float | None = None) -> AskResult:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 
 from docqa.normalize import normalize_answer
 from docqa.spans import sentence_around, shown, trim
-from docqa.types import Answer, Citation, Hit, Span
+from docqa.types import Answer, Citation, Context, Hit, Span
 
 # Defaults chosen with `docqa eval` (see docs/evaluation.md).
 DEFAULT_MU = 0.3
@@ -89,7 +89,7 @@ def rank_answers(
 ) -> Ranked:
     """``page_of(document_id, offset)`` is the 1-based page holding that character. Without a
     ``question`` (or one with no words) the retriever part is the passage score alone."""
-    match = _sentence_match(question, {s.context.hit.passage_id: s.context.text for s in spans})
+    match = _sentence_match(question, _texts(spans))
     spans = [t for t in map(_trimmed, spans) if t is not None]
     if not spans:
         return Ranked((), True)
@@ -124,14 +124,66 @@ def _trimmed(span: Span) -> Span | None:
     return replace(span, start=ctx.start + start, end=ctx.start + end)
 
 
+def could_change(question: str, spans: Sequence[Span], hits: Sequence[Hit], unread: Sequence[Context],
+                 mu: float = DEFAULT_MU) -> bool:
+    """Could reading the passages ``unread`` still change the top answer ranked from ``spans``
+    (what the others were read into)?
+
+    New spans move every reader part (each is relative to the best raw score and spread of all
+    spans read), so the answers read so far must keep their order whatever those become: one
+    with a lower raw score than the top answer's passes it only through a higher retriever
+    part, one with a higher raw score needs a retriever part ``mu / (1 - mu)`` lower. A place
+    from an unread passage scores at most ``mu * 1 + (1 - mu) * retriever``: its passage part is
+    known and its sentence part is at most the weight of the question words its text holds
+    anywhere; that bound is held against the top answer's score as it stands. What this leaves
+    out is measured, not proven (bench/reader.py): new spans can lower the top answer's own
+    score, the word weights are over the passages read, and the same answer found again adds
+    evidence to an answer.
+    """
+    if not unread:
+        return False
+    answers = rank_answers(spans, hits, page_of=lambda _document, _offset: 1, question=question,
+                           top_n=len(spans), mu=mu, threshold=-math.inf).answers
+    if not answers:
+        return True
+    top = answers[0]
+    for other in answers[1:]:
+        if (other.retriever_score > top.retriever_score if other.reader_score <= top.reader_score
+                else (1 - mu) * (top.retriever_score - other.retriever_score) <= mu):
+            return True
+    best_hit = max((h.score for h in hits), default=0.0)
+    weights = _word_weights(question, _texts(spans) | {c.hit.passage_id: c.text for c in unread})
+    total = sum(weights.values())
+    for c in unread:
+        retriever = c.hit.score / best_hit if best_hit > 0 else 0.0
+        if weights:
+            # Substrings, not words: a span edge inside a word leaves a fragment in its sentence.
+            held = normalize_answer(c.text)
+            retriever = ((1 - SENTENCE_WEIGHT) * retriever
+                         + SENTENCE_WEIGHT * sum(v for w, v in weights.items() if w in held) / total)
+        if mu + (1 - mu) * retriever >= top.score:
+            return True
+    return False
+
+
+def _texts(spans: Sequence[Span]) -> dict[int, str]:
+    """The text of each passage the spans were read from, by passage id."""
+    return {s.context.hit.passage_id: s.context.text for s in spans}
+
+
+def _word_weights(question: str, texts: dict[int, str]) -> dict[str, float]:
+    """Each question word's inverse document frequency over ``texts`` (by passage id)."""
+    read = [set(normalize_answer(t).split()) for t in texts.values()]
+    return {w: math.log((len(read) + 1) / (sum(w in r for r in read) + 0.5))
+            for w in set(normalize_answer(question).split())}
+
+
 def _sentence_match(question: str, texts: dict[int, str]) -> Callable[[Span], float] | None:
     """``span -> sentence`` part (module docstring); None when the question has no words.
     ``texts``: the text read of each passage, by passage id."""
-    words = set(normalize_answer(question).split())
-    if not words:
+    idf = _word_weights(question, texts)
+    if not idf:
         return None
-    read = [set(normalize_answer(t).split()) for t in texts.values()]
-    idf = {w: math.log((len(read) + 1) / (sum(w in r for r in read) + 0.5)) for w in words}
     total = sum(idf.values())
 
     def match(span: Span) -> float:

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -333,15 +333,22 @@ def _tensors(batch: Sequence[_Window], template: _PairTemplate,
 def _collect(plan: _Plan, found: list[list[tuple[int, int, float]]], q: int,
              contexts: Sequence[Context]) -> list[Span]:
     """Map a question's window spans to document offsets; one span per document location."""
+    return best_per_location(
+        Span(context=context, start=context.start + offsets[s][0], end=context.start + offsets[e][1], score=score)
+        for context, t in zip(contexts, plan.text_of[q])
+        for offsets in [plan.offsets[t]]
+        for w in plan.unit_windows[(q, t)]
+        for s, e, score in found[w]
+    )
+
+
+def best_per_location(spans: Iterable[Span]) -> list[Span]:
+    """The best-scored span of each document location (the first of equals), best first."""
     best: dict[tuple[str, int, int, int], Span] = {}
-    for context, t in zip(contexts, plan.text_of[q]):
-        offsets = plan.offsets[t]
-        for w in plan.unit_windows[(q, t)]:
-            for s, e, score in found[w]:
-                start, end = context.start + offsets[s][0], context.start + offsets[e][1]
-                key = (context.hit.path, context.hit.document_id, start, end)
-                if key not in best or score > best[key].score:
-                    best[key] = Span(context=context, start=start, end=end, score=score)
+    for span in spans:
+        key = (span.context.hit.path, span.context.hit.document_id, span.start, span.end)
+        if key not in best or span.score > best[key].score:
+            best[key] = span
     return sorted(best.values(), key=lambda span: span.score, reverse=True)
 
 

@@ -7,6 +7,7 @@ model trained on templated facts ("The code of Zorbia is Quelm.") can.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,31 @@ def test_ask_is_ask_batch_of_one(qa: DocQA, corpus) -> None:
         one = qa.ask(q, top_k=3, passages=5)
         assert [a.text for a in one] == [a.text for a in b]
         assert [a.score for a in one] == pytest.approx([a.score for a in b], abs=1e-4)
+
+
+def test_ask_reads_passages_in_order_and_stops_when_the_rest_cannot_win(qa: DocQA, corpus) -> None:
+    """``ask`` reads the top passages first and the others only while they could overtake its top
+    answer; here that skips passages, and every top answer is the one reading all of them gives
+    (``read_batch`` without ``mu``, what ``docqa eval`` ranks)."""
+    from docqa.api import READ_STAGES
+    from docqa.rank import DEFAULT_MU
+
+    _, where = corpus
+    questions = sorted(where)
+    everything = qa.read_batch(questions)
+    staged = qa.read_batch(questions, mu=DEFAULT_MU)
+    skipped = 0
+    for full, part in zip(everything, staged):
+        assert part.contexts == full.contexts
+        read = {s.context.hit.passage_id for s in part.spans}
+        first = [h.passage_id for h in part.hits[:READ_STAGES[0]]]
+        assert read == {h.passage_id for h in part.hits} or read <= set(first)
+        skipped += len(read) < len(part.hits)
+        assert qa.rank(part, threshold=-math.inf).answers[0].text == qa.rank(full, threshold=-math.inf).answers[0].text
+    assert {s.context.hit.passage_id for r in everything for s in r.spans} == \
+           {h.passage_id for r in everything for h in r.hits}
+    assert skipped > 0
+    assert [a.text for a in qa.ask(questions[0])] == [a.text for a in qa.rank(staged[0])]
 
 
 def test_path_filter_limits_answers(qa: DocQA, corpus) -> None:

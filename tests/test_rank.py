@@ -7,7 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from docqa.rank import CONFIDENCE_TEMPERATURE, READER_SPREAD, SENTENCE_WEIGHT, rank_answers, reader_parts
+from docqa.rank import (
+    CONFIDENCE_TEMPERATURE, DEFAULT_MU, READER_SPREAD, SENTENCE_WEIGHT, could_change, rank_answers, reader_parts,
+)
 from docqa.types import PAGE_BREAK, Context, Hit, Span
 
 DOC_A = "Paris is the capital of France. Lyon is a large city in France, smaller than Paris."
@@ -161,3 +163,39 @@ def test_abstains_when_the_top_answer_is_not_confident_and_without_spans() -> No
     assert rank(close, mu=1.0, threshold=0.6).answers == ()
     assert not rank(close, mu=1.0, threshold=0.4).abstained
     assert rank([], mu=1.0).abstained
+
+
+@pytest.mark.parametrize("text, score, can_win", [
+    ("The city which is the capital of Germany is Bonn.", 3.9, True),  # all the question's words
+    ("Rain fell on the hills for days.", 0.5, False),  # none, and a low passage score
+])
+def test_passages_left_unread_are_those_that_cannot_win(text: str, score: float, can_win: bool) -> None:
+    """``could_change`` (after reading two passages, may the third change the top answer?) says
+    yes for a passage whose answer wins the full ranking for some reader score, and no for one
+    whose answer loses whatever the reader gives it."""
+    read = [_span(HIT_A, "Paris", 6.0), _span(HIT_B, "Berlin", 5.0)]
+    third = _hit("c.txt", text, score, 3, 3)
+    hits = (HIT_A, HIT_B, third)
+    wins = set()
+    for word in (text.split()[0], text.split()[-1].strip(".")):
+        for raw in range(-10, 60, 2):
+            top = rank([*read, _span(third, word, float(raw))], -math.inf, hits, question=QUESTION).answers[0]
+            wins.add(top.citations[0].path == "c.txt")
+    assert (True in wins) == can_win
+    unread = [Context(hit=third, text=third.text, start=third.start)]
+    assert could_change(QUESTION, read, hits, unread, DEFAULT_MU) == can_win
+    assert not could_change(QUESTION, [*read, _span(third, word, 0.0)], hits, [], DEFAULT_MU)
+
+
+def test_answers_read_must_keep_their_order_whatever_the_reader_parts_become() -> None:
+    """New spans renormalise the reader parts: a runner-up with a lower raw score but a higher
+    retriever part (its sentence holds the question's words) could then pass the top answer,
+    so the passages left are read, however weak."""
+    weak = _hit("d.txt", "Rain fell on the hills for days.", 0.1, 3, 4)
+    read = [_span(HIT_A, "Paris", 9.0), _span(HIT_A, "Lyon", 1.0), _span(HIT_B, "Berlin", 0.0)]
+    hits = (HIT_A, HIT_B, weak)
+    unread = [Context(hit=weak, text=weak.text, start=weak.start)]
+    ranked = rank(read, -math.inf, hits, question=QUESTION).answers
+    assert ranked[0].text == "Paris" and ranked[0].retriever_score < max(a.retriever_score for a in ranked[1:])
+    assert could_change(QUESTION, read, hits, unread, DEFAULT_MU)
+    assert not could_change(QUESTION, read[:2], hits, unread, DEFAULT_MU)
