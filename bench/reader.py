@@ -40,8 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from docqa.datasets import Question, load_squad, questions_of  # noqa: E402
 from docqa.api import READ_STAGES  # noqa: E402
+from docqa.datasets import Question, load_squad, questions_of  # noqa: E402
 from docqa.evaluate import best_over_golds, ensure_index, exact_match, f1, index_settings  # noqa: E402
 from docqa.rank import DEFAULT_MU, could_change  # noqa: E402
 from docqa.reader import Reader, _plan_windows  # noqa: E402
@@ -634,8 +634,9 @@ def render_staged(staged: tuple[list[StagedRow], int, float, str]) -> str:
         "10 passages each",
         "",
         f"Whole SQuAD dev indexed, as `docqa eval` asks; {machine}. Staged = `ask`'s reading: the top "
-        f"{READ_STAGES[0]} passages, then the other 8 only when they could change the top answer "
-        f"({100 * open_share:.0f}% of questions in fp32). EM/F1 as `docqa eval` scores them (abstaining counts as wrong).",
+        f"{READ_STAGES[0]} passages, then the rest only when they could change the top answer "
+        f"({100 * open_share:.0f}% of questions in fp32). EM/F1 as `docqa eval` scores them (abstaining counts "
+        "as wrong); passages read = passages with a span.",
         "",
         "| reading | passages read per question | top answer = reading all 10 in fp32 | EM | F1 | read s/question |",
         "|---|---:|---:|---:|---:|---:|",

@@ -2,7 +2,7 @@
 
 ``evaluate()`` indexes a SQuAD-format file with each article as one document (always the whole
 corpus, so retrieval is realistic), asks the selected questions through the full pipeline
-(``DocQA.read_batch`` + ``DocQA.rank``, i.e. ``ask_batch``), and also gives the same reader each
+(``DocQA.read_batch`` + ``DocQA.rank``: ``ask_batch`` reading every passage), and also gives the same reader each
 question's gold paragraph alone. ``scope="document"`` asks each question within its own
 article only (the ``--path`` case: a user asking about one document). the ratio open/gold F1 is what retrieval and cross-passage
 ranking cost. Per question, EM is 0 or 1 and F1 is in [0, 1]; summaries are percentages, as in
