@@ -1,6 +1,7 @@
 """Reader benchmark (issue 6): speed at SpanBERT-large's shape, answer agreement across precisions.
 
-    python bench/reader.py                      # both tables; ~10 minutes on 2 cores
+    python bench/reader.py                      # every table; the staged one reads 1,589 questions 3 times
+    python bench/reader.py --only staged --only speed --staged-every 2   # issue 16's run
     python bench/reader.py --quick              # fewer questions, for a smoke test
     python bench/reader.py --device cuda        # the same on a GPU (fp32, bf16, fp16)
     python bench/reader.py --out docs/bench-reader.md
