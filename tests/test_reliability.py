@@ -720,16 +720,21 @@ def test_searches_and_asks_never_fail_while_indexing(rounds: int, tmp_path: Path
 
         searcher = threading.Thread(target=cli_searches)
         searcher.start()
-        for n in range(20, 20 + 4 * rounds, 4):
-            for new in range(n, n + 4):
-                (folder / f"e{new:03}.txt").write_text(essay(new, 200), encoding="utf-8")
-            for old in sorted(folder.iterdir())[:4]:
-                old.unlink()
-            report = qa.index([folder])
-            assert (report.added, report.updated, report.unchanged, report.removed) == (4, 0, 16, 4)
-        stop.touch()
-        out, err = reader.communicate(timeout=120)
-        searcher.join()
+        try:
+            for n in range(20, 20 + 4 * rounds, 4):
+                for new in range(n, n + 4):
+                    (folder / f"e{new:03}.txt").write_text(essay(new, 200), encoding="utf-8")
+                for old in sorted(folder.iterdir())[:4]:
+                    old.unlink()
+                report = qa.index([folder])
+                assert (report.added, report.updated, report.unchanged, report.removed) == (4, 0, 16, 4)
+        finally:  # a failed run must not leave the reader and the searches looping forever
+            stop.touch()
+            try:
+                out, err = reader.communicate(timeout=120)
+            finally:
+                reader.kill()
+                searcher.join()
     assert reader.returncode == 0, err
     result = json.loads(out)
     assert result["error_count"] == 0, result["errors"]
