@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -645,9 +646,13 @@ def page_of(starts: Sequence[int], offset: int) -> int:
 
 @contextmanager
 def writer_lock(index_path: Path) -> Iterator[None]:
-    """Only one ``docqa index`` per index at a time: a second run refuses at once.
+    """Only one ``docqa index`` per index at a time: a second run refuses at once (within
+    ``LOCK_GRACE_S``).
 
-    An OS file lock is released by the kernel when its holder dies, even by kill -9.
+    An OS file lock is released by the kernel when its holder dies, even by kill -9. It belongs
+    to the open file, so a child forked by this process (a subprocess started from another
+    thread) holds it too until it closes its copies on exec: a release can lag by a moment,
+    hence the grace before a run is refused.
     """
     lock_path = Path(f"{index_path}.lock")
     try:
@@ -657,7 +662,7 @@ def writer_lock(index_path: Path) -> Iterator[None]:
         raise IndexReadOnly(f"cannot write beside {index_path}: {err.strerror}") from err
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock(fd)
         except OSError as err:
             if err.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
@@ -671,3 +676,19 @@ def writer_lock(index_path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+LOCK_GRACE_S = 1.0
+
+
+def _lock(fd: int) -> None:
+    """Take the writer lock, retrying for ``LOCK_GRACE_S``; then the holder's ``OSError``."""
+    deadline = time.monotonic() + LOCK_GRACE_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
