@@ -46,6 +46,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 # PRAGMA application_id: marks the file as docqa's ("dqa1").
 APPLICATION_ID = 0x64716131
 BUSY_TIMEOUT_MS = 30_000
+LOCK_GRACE_S = 1.0  # writer_lock: how long a released lock may lag (forked children)
 
 DEFAULT_SETTINGS: dict[str, object] = {
     "passage_words": 120,
@@ -676,9 +677,6 @@ def writer_lock(index_path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-LOCK_GRACE_S = 1.0
 
 
 def _lock(fd: int) -> None:
