@@ -36,12 +36,6 @@ DEFAULT_SHIP_MB = 32
 # memory stays bounded on an archive of millions of files.
 CHUNK_FILES = 4096
 CHUNK_BYTES = 256 * 2**20
-# Each Ray task extracts several files (one after another, each in the sandbox): a task costs
-# a round trip through Ray Data's scheduler (~0.2 s on a busy 2-core machine), so one file per
-# task left the workers idle between files. At least this many tasks per CPU keep the tail
-# short, and at most this many files per task bound what a lost node takes with it.
-TASKS_PER_CPU = 4
-MAX_FILES_PER_TASK = 16
 
 
 class RayMissing(DocQAError):
@@ -101,7 +95,7 @@ _LOST = ("lost", "the Ray workers extracting it died {tries} times (a lost node,
 
 
 class RayExecutor:
-    """``Executor`` that maps extraction over a Ray cluster with Ray Data, one CPU per task."""
+    """``Executor`` that maps extraction over a Ray cluster with Ray Data, one CPU per file."""
 
     reads_uris = True  # each node reads its objects from the store, not through the driver
 
@@ -130,16 +124,14 @@ class RayExecutor:
 
         ray = ray_module()
         rows = [{"i": i, "task": pickle.dumps(task)} for i, (_, task) in enumerate(chunk)]
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        per_task = max(1, min(MAX_FILES_PER_TASK, len(rows) // (cpus * TASKS_PER_CPU)))
+        # One file per block: each is its own task, so files spread over every CPU and a
+        # lost node costs only its own files' retries.
         with warnings.catch_warnings():
             # Ray 2.60 deprecates ray_remote_args without a named replacement for max_retries,
             # and Ray Data's default (-1) would retry a file that kills its worker forever.
             warnings.simplefilter("ignore", DeprecationWarning)
-            # One block per task; batch_size=None hands a task its whole block.
-            ds = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // per_task)).map_batches(
-                _extract_batch, batch_size=None, batch_format="pyarrow", fn_kwargs={"limits": self.limits},
-                num_cpus=1, max_retries=MAX_RETRIES)
+            ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
+                _extract_row, fn_kwargs={"limits": self.limits}, num_cpus=1, max_retries=MAX_RETRIES)
         waiting = dict(enumerate(job for job, _ in chunk))
         for row in ds.iter_rows():
             job = waiting.pop(row["i"], None)
@@ -153,19 +145,11 @@ class RayExecutor:
 _sandboxes: dict[Limits, Sandbox] = {}  # per Ray worker process, reused by its later tasks
 
 
-def _extract_batch(batch: Any, limits: Limits) -> Any:
-    """Runs in a Ray worker: the files of one block (a pyarrow table of ``i``, ``task``), one
-    after another in this node's sandbox. If the sandbox itself fails, the task fails and its
-    files come back ``lost``."""
-    import pyarrow as pa
-
-    outcomes = [pickle.dumps(_extract(pickle.loads(task), limits)) for task in batch.column("task").to_pylist()]
-    return pa.table({"i": batch.column("i"), "outcome": pa.array(outcomes, pa.large_binary())})
-
-
-def _extract(task: ExtractTask, limits: Limits) -> _Outcome:
+def _extract_row(row: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    """Runs in a Ray worker: one file in this node's sandbox."""
     from docqa.indexer import Sandbox, WorkersFailed, _Outcome
 
+    task: ExtractTask = pickle.loads(row["task"])
     problem = ""
     if task.fs is not None:
         # Read here, not in the sandbox: its limits are for extraction, not a slow download.
@@ -179,13 +163,15 @@ def _extract(task: ExtractTask, limits: Limits) -> _Outcome:
         problem = (f"not found on Ray node {socket.gethostname()}: put the files where every node sees "
                    "them at the same path, or raise --ship-max to send them with the tasks")
     if problem:  # the node could not read it: retried next run, like a file that cannot be read
-        return _Outcome("lost", problem)
-    sandbox = _sandboxes.get(limits) or _sandboxes.setdefault(limits, Sandbox(1, limits))
-    try:
-        return sandbox.outcome(sandbox.submit(task))
-    except WorkersFailed:
-        _sandboxes.pop(limits).close(completed=False)  # the next task starts a fresh one
-        raise
+        outcome = _Outcome("lost", problem)
+    else:
+        sandbox = _sandboxes.get(limits) or _sandboxes.setdefault(limits, Sandbox(1, limits))
+        try:
+            outcome = sandbox.outcome(sandbox.submit(task))
+        except WorkersFailed:
+            _sandboxes.pop(limits).close(completed=False)  # the next task starts a fresh one
+            raise
+    return {"i": row["i"], "outcome": pickle.dumps(outcome)}
 
 
 # -- batch answering ------------------------------------------------------------------------
