@@ -45,3 +45,10 @@ class DatasetError(DocQAError):
 
 class OcrUnavailable(DocQAError):
     """Tesseract, or the language data asked for, is not installed (the message says how)."""
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """The first non-blank line of ``err``'s message (its type's name if it has none), cut to
+    ``limit`` characters: what a one-line error message quotes of a library's exception."""
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:limit]

@@ -36,7 +36,7 @@ from types import FrameType
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from docqa import objectstore, ocr
-from docqa.errors import DocQAError
+from docqa.errors import DocQAError, first_line
 from docqa.extract import extract, kind_of
 from docqa.split import split_pages
 from docqa.store import DocumentRow, Store, index_error
@@ -572,7 +572,7 @@ class Indexer:
             self._vanished(c, old)
             return None
         except OSError as err:
-            reason = err.strerror or str(err).strip().splitlines()[0][:200]
+            reason = err.strerror or first_line(err, 200)
             self._write_problem(c, "", "corrupt", f"cannot read it ({reason}); check its permissions")
             return None
         if old is not None and old.sha256 == sha and not self._retry(old, c):

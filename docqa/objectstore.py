@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
-from docqa.errors import DocQAError
+from docqa.errors import DocQAError, first_line
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -67,7 +67,7 @@ def open_uri(uri: str) -> Remote:
     try:
         fs, path = pyarrow.fs.FileSystem.from_uri(_with_endpoint(uri))
     except (ValueError, OSError, pyarrow.ArrowException) as err:
-        raise ObjectStoreError(f"{uri}: pyarrow cannot open this URI ({_first_line(err)}); check it "
+        raise ObjectStoreError(f"{uri}: pyarrow cannot open this URI ({first_line(err)}); check it "
                                "(docqa reads s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, file:///PATH)") from err
     parts = urlsplit(uri)
     return Remote(urlunsplit(parts._replace(query="", fragment="")).rstrip("/"), fs, path.rstrip("/"))
@@ -132,8 +132,4 @@ def unreachable(uri: str, err: BaseException) -> ObjectStoreError:
               "role) and, for an S3-compatible store, AWS_ENDPOINT_URL",
         "gs": "the credentials (GOOGLE_APPLICATION_CREDENTIALS, or gcloud auth application-default login)",
     }.get(scheme, "the credentials")
-    return ObjectStoreError(f"cannot read {uri} ({_first_line(err)}); check the bucket name, {hint}")
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    return ObjectStoreError(f"cannot read {uri} ({first_line(err)}); check the bucket name, {hint}")

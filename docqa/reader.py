@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from docqa.errors import ModelError
+from docqa.errors import ModelError, first_line
 from docqa.spans import token_segments
 from docqa.types import Context, Span
 
@@ -486,7 +486,7 @@ def _load_config(model_dir: Path) -> PretrainedConfig:
     try:
         config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
     except (OSError, ValueError, KeyError) as err:
-        raise ModelError(f"Cannot read the model config in {model_dir}: {_first_line(err)}") from err
+        raise ModelError(f"Cannot read the model config in {model_dir}: {first_line(err)}") from err
     archs = list(getattr(config, "architectures", None) or [])
     if archs and not any(a.endswith("ForQuestionAnswering") for a in archs):
         raise ModelError(
@@ -532,7 +532,7 @@ def _load_model(model_dir: Path, config: PretrainedConfig, precision: str) -> Pr
             model, info = cls.from_pretrained(str(model_dir), config=config, dtype=dtype, local_files_only=True,
                                               output_loading_info=True)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
-        raise ModelError(f"Cannot load an extractive-QA model from {model_dir}: {_first_line(err)}") from err
+        raise ModelError(f"Cannot load an extractive-QA model from {model_dir}: {first_line(err)}") from err
     untrained = [k for k in info.get("missing_keys", ()) if _HEAD in k]
     if untrained:
         raise ModelError(
@@ -604,7 +604,7 @@ def _load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
             else:
                 tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise ModelError(f"Cannot load a tokenizer from {path}: {_first_line(err)}") from err
+            raise ModelError(f"Cannot load a tokenizer from {path}: {first_line(err)}") from err
     if not getattr(tokenizer, "is_fast", True) and not hasattr(tokenizer, "backend_tokenizer"):
         raise ModelError(f"The tokenizer in {path} cannot map tokens to characters: use a fast tokenizer.")
     return tokenizer
@@ -657,7 +657,7 @@ def _resolve(name: str, what: str, default_pair: bool) -> Path:
         return Path(snapshot_download(name, cache_dir=cache, allow_patterns=_HUB_FILES, etag_timeout=5,
                                       endpoint=os.environ.get("HF_ENDPOINT") or None))
     except Exception as err:  # hub errors come in many kinds; every one means "cannot get it"
-        raise ModelError(_how_to_get(name, what, default_pair, _first_line(err), cache)) from err
+        raise ModelError(_how_to_get(name, what, default_pair, first_line(err), cache)) from err
 
 
 def _how_to_get(name: str, what: str, default_pair: bool, reason: str, cache: str) -> str:
@@ -714,8 +714,3 @@ def _hub_reachable() -> bool:
     thread.start()
     thread.join(_PROBE_TIMEOUT_S + 0.5)
     return bool(result and result[0])
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
