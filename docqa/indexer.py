@@ -337,15 +337,16 @@ def read_and_hash(path: str, *, keep: bool = False, fs: Any = None) -> tuple[str
     return h.hexdigest(), b"".join(blocks) if keep else None
 
 
-def walk(paths: Sequence[str | os.PathLike[str]]) -> Iterator[_Candidate | _Skip]:
+def walk(paths: Sequence[str | os.PathLike[str] | objectstore.Remote]) -> Iterator[_Candidate | _Skip]:
     """Yield supported files lazily (and ``_Skip``s for what cannot be indexed on the way).
 
     Hidden files and folders are skipped (like ripgrep); symlinked folders are followed once
     (a loop, or a second way to the same folder, is cut by remembering each folder visited).
+    An object-store URI comes opened (``objectstore.open_uri``).
     """
     for given in paths:
-        if objectstore.is_uri(given):
-            yield from _walk_uri(os.fspath(given))
+        if isinstance(given, objectstore.Remote):
+            yield from _walk_uri(given)
             continue
         top = Path(os.path.expanduser(os.fspath(given)))
         if top.is_file():
@@ -384,8 +385,7 @@ def _unlisted(errors: list[OSError], root: str) -> Iterator[_Skip]:
             "indexed from it is kept; check its permissions"), folder=True)
 
 
-def _walk_uri(uri: str) -> Iterator[_Candidate | _Skip]:
-    remote = objectstore.open_uri(uri)
+def _walk_uri(remote: objectstore.Remote) -> Iterator[_Candidate | _Skip]:
     for f in objectstore.files(remote):
         kind = kind_of(Path(f.rel))
         root = f.uri[: len(f.uri) - len(f.rel) - 1]
@@ -510,7 +510,10 @@ class Indexer:
 
     def run(self, paths: Sequence[str | os.PathLike[str]]) -> IndexReport:
         paths = [objectstore.local_path(os.fspath(p)) or p for p in paths]
-        missing = [str(p) for p in paths if not _exists_given(p)]
+        # Each URI is opened and stat'ed once per run (a bad URI or no access fails here, before
+        # any work); the walk and _remove_missing reuse it.
+        given = [objectstore.open_uri(os.fspath(p)) if objectstore.is_uri(p) else p for p in paths]
+        missing = [str(p) for p, g in zip(paths, given) if not _exists_given(g)]
         if missing:
             raise PathNotFound(f"no such file or folder: {', '.join(missing)}")
         if self.ocr.mode == "force" or (self.ocr.mode == "auto" and ocr.available()):
@@ -520,8 +523,8 @@ class Indexer:
         try:
             with self._interrupts:
                 self.store.merge_lazily()
-                self._index(walk(paths))
-                self._remove_missing(paths)
+                self._index(walk(given))
+                self._remove_missing(given)
                 if any(f.status in ("indexed", "updated", "removed") for f in self.files):
                     self.store.optimize()
         except KeyboardInterrupt:
@@ -685,13 +688,12 @@ class Indexer:
             self.store.put_document(self._row(c, sha, c.kind, 0, status, message, ocr_key))
             self._report(FileResult(c.rel_path, status, message))
 
-    def _remove_missing(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+    def _remove_missing(self, paths: Sequence[str | os.PathLike[str] | objectstore.Remote]) -> None:
         for given in paths:
-            if objectstore.is_uri(given):
-                remote = objectstore.open_uri(os.fspath(given))
-                if objectstore.kind(remote) != "folder":
+            if isinstance(given, objectstore.Remote):
+                if given.kind != "folder":
                     continue
-                under = remote.uri
+                under = given.uri
             else:
                 top = Path(os.path.expanduser(os.fspath(given))).absolute()
                 if not top.is_dir():
@@ -715,9 +717,9 @@ class Indexer:
             self.progress(result)
 
 
-def _exists_given(path: str | os.PathLike[str]) -> bool:
-    if objectstore.is_uri(path):  # fails here, before any work, on a bad URI or no access
-        return objectstore.kind(objectstore.open_uri(os.fspath(path))) is not None
+def _exists_given(path: str | os.PathLike[str] | objectstore.Remote) -> bool:
+    if isinstance(path, objectstore.Remote):
+        return path.kind is not None
     return os.path.exists(os.path.expanduser(os.fspath(path)))
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
@@ -42,11 +42,20 @@ def local_path(uri: str) -> str | None:
 
 @dataclass(frozen=True)
 class Remote:
-    """An opened URI: its pyarrow file system and the path in it."""
+    """An opened URI: its pyarrow file system, the path in it, and what is there (stat'ed once
+    when opened: a run opens each URI once, and the walk and the removal of gone objects use it)."""
 
     uri: str  # as stored in the index: no query, no trailing slash
     fs: Any
     path: str
+    info: Any = field(compare=False)  # pyarrow's FileInfo of path
+
+    @property
+    def kind(self) -> str | None:
+        """"file", "folder", or None when nothing is there."""
+        import pyarrow.fs
+
+        return {pyarrow.fs.FileType.File: "file", pyarrow.fs.FileType.Directory: "folder"}.get(self.info.type)
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class RemoteFile:
 
 
 def open_uri(uri: str) -> Remote:
+    """Open ``uri`` and stat what it names; a bad URI or no access fails here, before any work."""
     try:
         import pyarrow
         import pyarrow.fs
@@ -70,7 +80,12 @@ def open_uri(uri: str) -> Remote:
         raise ObjectStoreError(f"{uri}: pyarrow cannot open this URI ({first_line(err)}); check it "
                                "(docqa reads s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, file:///PATH)") from err
     parts = urlsplit(uri)
-    return Remote(urlunsplit(parts._replace(query="", fragment="")).rstrip("/"), fs, path.rstrip("/"))
+    stored, path = urlunsplit(parts._replace(query="", fragment="")).rstrip("/"), path.rstrip("/")
+    try:
+        info = fs.get_file_info(path)
+    except OSError as err:
+        raise unreachable(stored, err) from err
+    return Remote(stored, fs, path, info)
 
 
 def _with_endpoint(uri: str) -> str:
@@ -82,28 +97,16 @@ def _with_endpoint(uri: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-def kind(remote: Remote) -> str | None:
-    """"file", "folder", or None when nothing is there."""
-    import pyarrow.fs
-
-    try:
-        info = remote.fs.get_file_info(remote.path)
-    except OSError as err:
-        raise unreachable(remote.uri, err) from err
-    return {pyarrow.fs.FileType.File: "file", pyarrow.fs.FileType.Directory: "folder"}.get(info.type)
-
-
 def files(remote: Remote) -> Iterator[RemoteFile]:
     """The file a URI names, or the files under it, sorted, hidden ones (a name part starting
     with ".") left out. pyarrow lists a prefix in one call: the listing is held in memory."""
     import pyarrow.fs
 
+    if remote.kind == "file":
+        name = remote.uri.rsplit("/", 1)[-1]
+        yield RemoteFile(remote.uri, remote.path, name, remote.info.size, remote.info.mtime_ns / 1e9)
+        return
     try:
-        top = remote.fs.get_file_info(remote.path)
-        if top.type == pyarrow.fs.FileType.File:
-            name = remote.uri.rsplit("/", 1)[-1]
-            yield RemoteFile(remote.uri, remote.path, name, top.size, top.mtime_ns / 1e9)
-            return
         infos = remote.fs.get_file_info(pyarrow.fs.FileSelector(remote.path, recursive=True))
     except OSError as err:
         raise unreachable(remote.uri, err) from err

@@ -95,12 +95,16 @@ def s3() -> Iterator[str]:
     commands it starts reach through ``AWS_ENDPOINT_URL``; yields its endpoint."""
     pytest.importorskip("moto", reason="moto is not installed (pip install 'moto[server]')")
     pytest.importorskip("pyarrow.fs", reason="pyarrow is not installed (pip install 'docqa[cloud]')")
+    # moto's request recorder (off until a test starts it: test_objectstore.s3_requests) writes here.
+    recorder = tempfile.TemporaryDirectory(prefix="docqa-moto-")
+    recording = os.path.join(recorder.name, "requests.jsonl")
     for _ in range(3):  # a port taken between picking and binding: pick another
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "MOTO_RECORDER_FILEPATH": recording})
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
             try:
@@ -123,3 +127,4 @@ def s3() -> Iterator[str]:
         os.environ.pop("AWS_ENDPOINT_URL") if saved is None else os.environ.update(AWS_ENDPOINT_URL=saved)
         proc.kill()
         proc.wait()
+        recorder.cleanup()

@@ -4,14 +4,21 @@ nothing, gone objects removed, one clear line for what cannot be reached."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from conftest import PDFS
 from indexcheck import ROOT, check_index, docqa, essay, invoke, invoke_json, statuses, stored
+
+from docqa import objectstore
 
 URI = "s3://docs/archive"
 
@@ -24,6 +31,29 @@ def upload(folder: Path, uri: str) -> None:
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     s3.create_dir(bucket)
     pyarrow.fs.copy_files(str(folder), f"{bucket}/{prefix}", destination_filesystem=s3)
+
+
+@contextmanager
+def s3_requests(endpoint: str) -> Iterator[list[str]]:
+    """The requests the S3 server received inside the block ("METHOD /path?query", sorted), as
+    moto's request recorder logged them."""
+    def recorder(action: str) -> str:
+        with urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/recorder/{action}",
+                                                           method="POST")) as response:
+            return str(response.read().decode())
+
+    recorder("reset-recording")
+    recorder("start-recording")
+    received: list[str] = []
+    try:
+        yield received
+    finally:
+        recorder("stop-recording")
+    for line in recorder("download-recording").splitlines():
+        entry = json.loads(line)
+        parts = urllib.parse.urlsplit(entry["url"])
+        received.append(f"{entry['method']} {parts.path}?{parts.query}")
+    received.sort()
 
 
 def archive(root: Path) -> Path:
@@ -60,7 +90,13 @@ def test_an_s3_prefix_indexes_like_its_files_on_disk_and_reruns_read_only_what_c
     show = invoke_json("search", "river", "-i", remote, "-k", "1")["hits"][0]
     assert show["path"].startswith("notes/essay-")
 
-    again = invoke_json("index", URI, "-i", remote, "-q")
+    # A re-run over an unchanged prefix reads nothing but one listing: the same requests as
+    # opening and listing the URI once (not once to check it, once to walk, once to prune).
+    with s3_requests(s3) as listing:
+        list(objectstore.files(objectstore.open_uri(URI)))
+    with s3_requests(s3) as rerun:
+        again = invoke_json("index", URI, "-i", remote, "-q")
+    assert listing and rerun == listing
     assert statuses(again) == {p: "unchanged" if s == "indexed" else s for p, s in statuses(report).items()}
 
     s3fs = pyarrow.fs.S3FileSystem(endpoint_override=s3)
