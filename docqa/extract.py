@@ -23,7 +23,7 @@ from markdown_it import MarkdownIt
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, PyPdfError
 
-from docqa import ocr, office
+from docqa import columns, ocr, office
 from docqa.types import Extraction, OcrOptions
 
 SUPPORTED: dict[str, str] = {
@@ -112,6 +112,7 @@ def _extract_pdf(data: bytes, passwords: Sequence[str], options: OcrOptions, dea
         return Extraction("pdf", status="empty", message="the PDF has no pages")
     raws: list[str] = []
     failed: list[tuple[int, str]] = []
+    interleaved: list[int] = []
     for number in range(1, count + 1):
         if options.mode == "force":
             raws.append("")  # every page is read by OCR; its text layer is not even parsed
@@ -120,9 +121,13 @@ def _extract_pdf(data: bytes, passwords: Sequence[str], options: OcrOptions, dea
             # Plain (content-stream order) mode, not "layout": on the shared multi-column
             # papers (pdfTeX/Distiller) plain yields each column in reading order, while layout
             # mode interleaves the two columns line by line and drops rotated text (GeoBase
-            # report: 22.7k -> 14.6k chars). Neither untangles i1040nr, whose content streams
-            # are themselves out of order; that would need a layout engine.
-            raws.append(pages[number - 1].extract_text())
+            # report: 22.7k -> 14.6k chars). Pages drawn row by row across their columns
+            # (i1040nr) are re-read below by a layout engine.
+            runs = columns.Runs()
+            page = pages[number - 1]
+            raws.append(page.extract_text(visitor_text=runs))
+            if runs.interleaved(float(page.mediabox.width)):
+                interleaved.append(number)
         except _PASS_THROUGH:
             raise
         except Exception as err:  # one bad page must not cost the others
@@ -131,6 +136,11 @@ def _extract_pdf(data: bytes, passwords: Sequence[str], options: OcrOptions, dea
     if len(failed) == count:
         return _corrupt_pdf(f"no page could be read ({failed[0][1]})")
     texts = [clean_text(raw) for raw in raws]
+    if interleaved:
+        in_columns = columns.read_in_columns(data, interleaved, {n: raws[n - 1] for n in interleaved},
+                                             password=password, deadline=deadline)
+        for number, text in in_columns.items():
+            texts[number - 1] = clean_text(text)
     scanned = [n for n, raw in enumerate(raws, 1) if options.mode == "force" or ocr.needs_ocr(raw)]
     if not scanned:
         message = _page_failures(failed)

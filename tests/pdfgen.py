@@ -41,16 +41,18 @@ LEADING = 1.4  # line height as a multiple of the font size
 
 def write_pdf(path: str | Path, pages: Sequence[str], *, password: str | None = None,
               scanned: Collection[int] = (), dpi: int = 300, skew: float = 1.0, seed: int = 0,
-              columns: int = 1, unicode_font: str | Path | None = None) -> Path:
+              columns: int = 1, row_by_row: bool = False, unicode_font: str | Path | None = None) -> Path:
     """Write ``pages`` (one string per page; "" gives a blank page) as a PDF at ``path``.
 
     Pages numbered (1-based) in ``scanned`` become image-only scans (see the module doc). With
     ``password`` the file is AES-256 encrypted with that user password (pypdf). With
-    ``columns=2`` the text runs down a left column, then a right one (as in a paper).
+    ``columns=2`` the text runs down a left column, then a right one (as in a paper); with
+    ``row_by_row`` the content stream draws the columns' first lines, then their second lines...
+    (as some typesetters do: the page looks the same, stream order alternates between columns).
     ``unicode_font``: a TrueType file embedded for the characters outside Windows-1252.
     Returns ``path`` as a ``Path``."""
     path = Path(path)
-    data = _pdf_bytes(pages, columns, unicode_font)
+    data = _pdf_bytes(pages, columns, row_by_row, unicode_font)
     if scanned:
         data = _scan(data, scanned, dpi, skew, seed)
     if password is not None:
@@ -86,9 +88,10 @@ def _scan(data: bytes, scanned: Collection[int], dpi: int, skew: float, seed: in
     return out.getvalue()
 
 
-def _pdf_bytes(pages: Sequence[str], columns: int = 1, unicode_font: str | Path | None = None) -> bytes:
+def _pdf_bytes(pages: Sequence[str], columns: int = 1, row_by_row: bool = False,
+               unicode_font: str | Path | None = None) -> bytes:
     cids: dict[str, int] = {}  # character outside Windows-1252 -> its code in the Type0 font
-    streams = [_content(page, cids, columns) for page in pages]
+    streams = [_content(page, cids, columns, row_by_row) for page in pages]
     objects: list[bytes] = []
 
     def add(body: bytes) -> int:
@@ -184,26 +187,41 @@ def _to_unicode(cids: dict[str, int]) -> bytes:
 COLUMN_GAP = 24
 
 
-def _content(page: str, cids: dict[str, int], columns: int = 1) -> bytes:
+def _content(page: str, cids: dict[str, int], columns: int = 1, row_by_row: bool = False) -> bytes:
     # U+FEFF has no glyph, and pypdf takes it for a right-to-left character (it would move the
     # spaces next to it), so it is left out.
     width = (PAGE_WIDTH - 2 * MARGIN - (columns - 1) * COLUMN_GAP) / columns
     size, lines = _fit(page.replace("\ufeff", ""), width, columns)
     per_column = -(-len(lines) // columns) if lines else 0
     ops = []
+    if row_by_row:
+        for row in range(per_column):
+            for column in range(columns):
+                index = column * per_column + row
+                if index < len(lines) and lines[index]:
+                    x = MARGIN + column * (width + COLUMN_GAP)
+                    y = PAGE_HEIGHT - MARGIN - row * size * LEADING
+                    ops += [f"BT {x:.2f} {y:.2f} Td", *_show(lines[index], size, cids), "ET"]
+        return "\n".join(ops).encode("ascii")
     for column in range(columns):
         x = MARGIN + column * (width + COLUMN_GAP)
         ops.append(f"BT {size * LEADING:.2f} TL {x:.2f} {PAGE_HEIGHT - MARGIN} Td")
         for line in lines[column * per_column:(column + 1) * per_column]:
-            for font, run in _runs(line):
-                if font == "F1":
-                    hexed = run.encode("cp1252").hex()
-                else:
-                    hexed = "".join(f"{cids.setdefault(c, len(cids) + 1):04x}" for c in run)
-                ops.append(f"/{font} {size:.2f} Tf <{hexed}> Tj")
-            ops.append("T*")
+            ops += [*_show(line, size, cids), "T*"]
         ops.append("ET")
     return "\n".join(ops).encode("ascii")
+
+
+def _show(line: str, size: float, cids: dict[str, int]) -> list[str]:
+    """The operators that draw ``line`` at the current position, one per font run."""
+    ops = []
+    for font, run in _runs(line):
+        if font == "F1":
+            hexed = run.encode("cp1252").hex()
+        else:
+            hexed = "".join(f"{cids.setdefault(c, len(cids) + 1):04x}" for c in run)
+        ops.append(f"/{font} {size:.2f} Tf <{hexed}> Tj")
+    return ops
 
 
 def _fit(page: str, width: float, columns: int = 1) -> tuple[float, list[str]]:

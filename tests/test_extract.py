@@ -18,7 +18,7 @@ from conftest import PDFS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pdfgen import write_pdf
-from pypdf import PdfWriter
+from pypdf import PdfReader, PdfWriter
 
 from docqa.extract import SUPPORTED, clean_text, extract, kind_of
 from docqa.types import PAGE_BREAK, PROBLEM_STATUSES, Extraction, OcrOptions
@@ -169,6 +169,43 @@ def test_multi_column_paper_reads_one_column_at_a_time() -> None:
     text = shared("multi_column/issue-982-example.pdf").text
     # Plain mode keeps each column's sentences whole (layout mode would interleave them).
     assert "Instead of learning the full connection between the input layer and the first hidden layer" in text
+
+
+def test_a_manual_drawn_row_by_row_across_its_columns_reads_column_by_column() -> None:
+    need_pdfs()
+    pages = shared("multi_column/i1040nr.pdf").pages
+    # pypdf alone: "...connected with a U.S. trade or 3. For each such item, a plan administrator
+    # for more information.business, it may not be..." (three columns, one line of each in turn).
+    assert ("Interest, for example, may be effectively connected with a U.S. trade or business, "
+            "it may not be, or it may be tax-exempt.") in pages[9]
+    assert "Only the U.S. source income is included on line 8 as effectively connected wages." in pages[9]
+    # The tax table is drawn row by row too, and read best that way: its rows stay whole.
+    assert "At But Single Qualifying Married At But Single Qualifying Married" in pages[42]
+
+
+def test_generated_columns_drawn_row_by_row_come_back_in_reading_order(tmp_path: Path) -> None:
+    paragraphs = [
+        "The committee met in the spring to review how the archive is organised, and it "
+        "decided that every record older than ten years would move to the basement store.",
+        "Visitors who need an old record fill in a request at the front desk; the clerk "
+        "fetches the box within two working days and keeps it aside for a week.",
+        "Photographs are an exception: they stay upstairs in the climate room, because damp "
+        "air in the basement would curl the prints and fade the colours within months.",
+        "Digital copies of the most requested maps were made last year, so most questions "
+        "about boundaries can now be answered without touching the paper originals at all.",
+    ]
+    text = "\n\n".join(f"Section {n}. {paragraph}" for n, paragraph in enumerate(paragraphs * 2, 1))
+    path = write_pdf(tmp_path / "rows.pdf", [text], columns=2, row_by_row=True)
+    raw = PdfReader(path).pages[0].extract_text()
+    assert raw.startswith("Section 1. The committee") and raw.split() != text.split()  # interleaved
+    assert extract(path).pages[0].split() == clean_text(text).split()
+
+
+def test_a_table_drawn_row_by_row_keeps_its_rows(tmp_path: Path) -> None:
+    rows = [f"{n:,} {n + 50:,} {n // 7:,} {n // 6:,}" for n in range(40_000, 42_000, 50)]
+    path = write_pdf(tmp_path / "table.pdf", ["\n".join(rows)], columns=3, row_by_row=True)
+    raw = PdfReader(path).pages[0].extract_text()
+    assert extract(path).pages[0] == clean_text(raw)
 
 
 # -- generated PDFs --------------------------------------------------------------------------

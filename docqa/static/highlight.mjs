@@ -123,6 +123,15 @@ function distance(p, j) {
   return p >= j ? p - j : 2 * (j - p) + 1;
 }
 
+// How many stretches of the layer the partners of a range lie in. A range that continues on the
+// next line of its column is two stretches where the layer draws the columns line by line
+// (one line of each in turn); scattered partners (many short stretches) are not trusted.
+function stretches(hits) {
+  let count = 1;
+  for (let k = 1; k < hits.length; k++) if (hits[k] <= hits[k - 1] || hits[k] > hits[k - 1] + NEAR) count++;
+  return count;
+}
+
 // A page's indexed text aligned with its text layer's items (strings, in the layer's order).
 export class Alignment {
   constructor(pageText, items) {
@@ -145,7 +154,7 @@ export class Alignment {
     const hits = [];
     for (let k = first; k < stop; k++) if (this.partner[k] >= 0) hits.push(this.partner[k]);
     const wanted = stop - first;
-    const whole = hits.length === wanted && Math.max(...hits) - Math.min(...hits) < wanted * 1.5 + 4;
+    const whole = hits.length === wanted && stretches(hits) <= 2 + wanted / 10;
     return this.parts(whole ? hits : this.search(first, stop));
   }
 
@@ -168,13 +177,14 @@ export class Alignment {
     return best < 0 ? [] : Array.from({ length: want.length }, (_, k) => best + k);
   }
 
-  // Characters of the layer (indices into b) as marks: one part per run within one item. Only
-  // the partners of cited characters: a hyphen the index rejoined stays unmarked.
+  // Characters of the layer (indices into b) as marks: one part per run within one item, in the
+  // order of the page text (a range that goes on in the next column may come earlier in the
+  // layer). Only the partners of cited characters: a hyphen the index rejoined stays unmarked.
   parts(positions) {
     if (!positions.length) return null;
     const parts = [];
     let previous = -2;
-    for (const k of [...positions].sort((x, y) => x - y)) {
+    for (const k of positions) {
       const ch = this.b[k];
       const last = parts[parts.length - 1];
       if (last && last.item === ch.item && k === previous + 1) last.hi = ch.u16 + ch.len;

@@ -1,0 +1,98 @@
+"""Questions on a manual whose pages are drawn row by row across three columns (i1040nr.pdf,
+the IRS's instructions for Form 1040-NR): pypdf's order vs docqa's column order, one run.
+
+    python bench/columns.py [--model ../shared/models/minilm-squad-proxy] [--retriever hybrid]
+
+Indexes the PDF twice, once with the row-by-row pages re-read column by column (docqa's way,
+``docqa/columns.py``) and once with pypdf's content-stream order, then asks the same questions
+of both. The questions were written by hand from the page text (answers checked against the
+page); a hit or answer counts when it holds the gold answer (SQuAD normalisation). Prints a
+markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
+from pathlib import Path
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from docqa import DocQA, columns, indexer  # noqa: E402
+from docqa.normalize import normalize_answer  # noqa: E402
+
+PDF = ROOT.parent / "shared" / "data" / "pdfs" / "multi_column" / "i1040nr.pdf"
+MODEL = ROOT.parent / "shared" / "models" / "minilm-squad-proxy"
+
+# (question, gold answer, page): every page below is drawn row by row across its columns.
+QUESTIONS = [
+    ("What is the penalty for each failure to report a treaty-based return position?", "$1,000", 30),
+    ("How many months can installment payments of the tax owed take?", "60 months", 25),
+    ("Which form explains how to get an employer identification number?", "Form SS-4", 8),
+    ("What workload must an eligible student carry?", "at least half the normal full-time workload", 17),
+    ("Which publication is a quick reference guide to U.S. tax treaties?", "Pub. 901", 30),
+    ("What rate applies to gross income taxed under section 871(a)?", "30%", 8),
+    ("What number do you call for EFTPS customer service in the United States?", "1-800-316-6541", 25),
+    ("Where is the amount of effectively connected wages shown for most people?", "Form(s) W-2, box 1", 10),
+    ("Which form must a former long-term resident filing a dual-status return attach?", "Form 8854", 30),
+    ("Which forms increase the tax withholding from other income?", "Form W-4P or W-4V", 25),
+    ("What must you do with your compensation if you worked both inside and outside the United States?",
+     "allocate your compensation between U.S. and non-U.S. sources", 10),
+    ("Whom should you contact about the higher deferral limit of a section 457(b) plan?", "plan administrator", 10),
+]
+
+
+def holds(text: str, gold: str) -> bool:
+    return normalize_answer(gold) in normalize_answer(text)
+
+
+def run(model: str, retriever: str, in_columns: bool, tmp: Path) -> dict[str, float]:
+    index = tmp / ("columns.db" if in_columns else "pypdf.db")
+    keep_pypdf = mock.patch.object(columns.Runs, "interleaved", lambda self, width: False)
+    # Extraction in this process (not in forkserver workers), so the patch above reaches it.
+    here = mock.patch.object(indexer.LocalExecutor, "run", _in_process)
+    with here, nullcontext() if in_columns else keep_pypdf, DocQA(index, model=model) as qa:
+        qa.index([PDF])
+    counts = {"hit@1": 0.0, "hit@5": 0.0, "hit@10": 0.0, "answer": 0.0, "abstained": 0.0}
+    with DocQA(index, model=model) as qa:
+        start = time.perf_counter()
+        for question, gold, _ in QUESTIONS:
+            hits = qa.search(question, k=10, retriever=retriever).hits
+            for k in (1, 5, 10):
+                counts[f"hit@{k}"] += any(holds(h.text, gold) for h in hits[:k])
+            result = qa.ask(question)
+            counts["abstained"] += result.abstained
+            counts["answer"] += bool(result.answers) and holds(result.answers[0].text, gold)
+        counts["s"] = time.perf_counter() - start
+    return counts
+
+
+def _in_process(self: object, jobs: Iterable[tuple[object, indexer.ExtractTask]]) -> Iterator[tuple[object, object]]:
+    for job, task in jobs:
+        yield job, indexer.extract_and_split(task)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=str(MODEL))
+    parser.add_argument("--retriever", default="auto")
+    args = parser.parse_args()
+    n = len(QUESTIONS)
+    print(f"{PDF.name}: {n} questions, model {Path(args.model).name}, retriever {args.retriever}")
+    print("| page text | hit@1 | hit@5 | hit@10 | top answer holds the gold answer | abstained |")
+    print("|---|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, in_columns in (("pypdf's stream order", False), ("column by column (docqa)", True)):
+            c = run(args.model, args.retriever, in_columns, Path(tmp))
+            cells = " | ".join(f"{c[key]:.0f}/{n}" for key in ("hit@1", "hit@5", "hit@10", "answer", "abstained"))
+            print(f"| {label} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
