@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from pdfgen import write_pdf
 from pypdf import PdfReader, PdfWriter
 
+from docqa import columns
 from docqa.extract import SUPPORTED, clean_text, extract, kind_of
 from docqa.types import PAGE_BREAK, PROBLEM_STATUSES, Extraction, OcrOptions
 
@@ -199,6 +200,29 @@ def test_generated_columns_drawn_row_by_row_come_back_in_reading_order(tmp_path:
     raw = PdfReader(path).pages[0].extract_text()
     assert raw.startswith("Section 1. The committee") and raw.split() != text.split()  # interleaved
     assert extract(path).pages[0].split() == clean_text(text).split()
+
+
+def test_reading_order_reads_columns_within_sections_and_indented_lists_stay_in_their_column() -> None:
+    box = columns.Box
+    boxes = [
+        box(300, 540, 700, "right column, first"),
+        box(300, 540, 500, "right column, second"),
+        box(72, 540, 760, "a heading across both columns"),
+        box(84, 280, 560, "  an indented list item"),
+        box(72, 280, 700, "left column, first"),
+        box(84, 280, 520, "  another list item"),
+        box(72, 280, 480, "left column, after the list"),
+        box(72, 540, 300, "a wide table below both columns"),
+        box(72, 280, 200, "left column under the table"),
+        box(300, 540, 200, "right column under the table"),
+    ]
+    assert [b.text.strip() for b in columns.reading_order(boxes)] == [
+        "a heading across both columns",
+        "left column, first", "an indented list item", "another list item", "left column, after the list",
+        "right column, first", "right column, second",
+        "a wide table below both columns",
+        "left column under the table", "right column under the table",
+    ]
 
 
 def test_a_table_drawn_row_by_row_keeps_its_rows(tmp_path: Path) -> None:
