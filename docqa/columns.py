@@ -43,6 +43,9 @@ ALIGN_PT = 4.0
 COLUMN_BOXES = 2
 # Columns are at least this share of the text's width apart (four columns fit).
 MIN_COLUMN = 0.2
+# pdfminer keeps an object per glyph: a page with more text than this (a normal page has 2-6k
+# characters) keeps pypdf's order rather than risk the worker's memory cap.
+MAX_PAGE_CHARS = 40_000
 # Time kept back for the rest of the file when a deadline is near.
 MARGIN_S = 2.0
 
@@ -73,11 +76,12 @@ def read_in_columns(data: bytes, numbers: Sequence[int], pypdf_texts: dict[int, 
     text boxes (paragraphs, or a column's stretch of one), ``reading_order`` orders them.
 
     A page is left out (the caller keeps pypdf's text) where pdfminer fails, loses characters
-    pypdf found (``pypdf_texts``), or the file's ``deadline`` (``time.monotonic()``) is near."""
+    pypdf found (``pypdf_texts``), the page holds more than ``MAX_PAGE_CHARS``, or the file's
+    ``deadline`` (``time.monotonic()``) is near."""
     from pdfminer.high_level import extract_pages
     from pdfminer.layout import LAParams, LTTextContainer
 
-    wanted = sorted(set(numbers))
+    wanted = sorted(n for n in set(numbers) if len(pypdf_texts[n]) <= MAX_PAGE_CHARS)
     out: dict[int, str] = {}
     # boxes_flow=None: pdfminer's own box ordering reads two paragraphs that sit side by side
     # at the same height as neighbours (left, right, left...); it is also its slowest step.
