@@ -22,12 +22,20 @@ they could change its top answer. On the proxy, as ``docqa eval`` asks (whole SQ
 questions of articles 40-47, 10 passages): passages read, top answers against reading all 10,
 EM/F1. Run with the speed table, it adds a row reading as ``ask`` would at the share of questions
 the proxy read on for.
+
+Table 4 (padding, issue 16): passages retrieved from a real index differ in length, so a batch
+padded to its longest window carries padding. ``ask``'s reading of them (top 4 passages, then the
+other 6) with each stage's windows in length-grouped batches (``reader.length_batches``, the
+default on a CPU) against one batch padded to its longest window (before), taking turns question
+by question, for the proxy and the SpanBERT-large shape (with the naive fp32 loop over the same
+passages).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import math
 import os
 import statistics
 import sys
@@ -45,7 +53,7 @@ from docqa.api import READ_STAGES  # noqa: E402
 from docqa.datasets import Question, load_squad, questions_of  # noqa: E402
 from docqa.evaluate import best_over_golds, ensure_index, exact_match, f1, index_settings  # noqa: E402
 from docqa.rank import DEFAULT_MU, could_change  # noqa: E402
-from docqa.reader import Reader, _plan_windows  # noqa: E402
+from docqa.reader import Reader, _plan_windows, best_per_location, length_batches  # noqa: E402
 from docqa.types import Context, Hit  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -484,6 +492,9 @@ def answer_table(args: argparse.Namespace) -> tuple[list[tuple[str, float, float
     return rows, len(questions)
 
 
+PADDED_BF16 = "staged, bf16, each stage one batch padded to its longest window (before)"
+
+
 @dataclass
 class StagedRow:
     name: str
@@ -506,11 +517,12 @@ def staged_table(args: argparse.Namespace) -> tuple[list[StagedRow], int, float,
     index = ensure_index(SQUAD, load_squad(SQUAD), index_settings(), CACHE / "squad-dev.db")
     questions = questions_of(load_squad(SQUAD, slice(40, 48)))[:: args.staged_every]
     runs = {"all 10 passages, fp32": ("fp32", None), "staged, fp32": ("fp32", DEFAULT_MU),
-            "staged, bf16": ("bf16", DEFAULT_MU)}
+            "staged, bf16": ("bf16", DEFAULT_MU), PADDED_BF16: ("bf16", DEFAULT_MU)}
     readings: dict[str, list] = {name: [] for name in runs}
     seconds = dict.fromkeys(runs, 0.0)
     qas = {name: DocQA(index, model=str(PROXY), device=args.device, precision=precision, threads=args.threads)
            for name, (precision, _) in runs.items()}
+    qas[PADDED_BF16].reader.pass_tokens = math.inf  # each batch padded to its longest window, as before
     for qa in qas.values():
         qa.read_batch([questions[0].question])  # load and warm up
     for first in range(0, len(questions), 64):  # the readings take turns, 64 questions at a time
@@ -538,6 +550,77 @@ def staged_table(args: argparse.Namespace) -> tuple[list[StagedRow], int, float,
     open_share = statistics.mean(len({s.context.hit.passage_id for s in r.spans}) > first_stage
                                  for r in readings["staged, fp32"])
     return rows, len(questions), open_share, f"{device_name(args.device)}; load average {load_before} before, {load_average()} after"
+
+
+@dataclass
+class PadRow:
+    model: str
+    reader: str
+    latencies: list[float]
+    padding: float  # % of the tokens fed to the model that are padding
+    passes: float  # forward passes per question
+    same_top: float | None  # % of questions whose top span is the one-padded-batch reading's
+
+
+def staged_all(reader: Reader, question: str, contexts: list[Context], out: dict[str, list]) -> None:
+    """Read as ``ask`` does when it reads on: the first stage, then the rest; spans into ``out``."""
+    first = READ_STAGES[0]
+    out[question] = best_per_location([*reader.read([question], [contexts[:first]])[0],
+                                       *reader.read([question], [contexts[first:]])[0]])
+
+
+def padding_table(args: argparse.Namespace) -> tuple[list[PadRow], int, str]:
+    """Rows for ``ask``'s reading of real retrieved passages, grouped by length or padded as
+    before (and the naive loop for the large shape); the number of questions; the machine."""
+    import torch
+
+    from docqa import DocQA
+
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    load_before = load_average()
+    index = ensure_index(SQUAD, load_squad(SQUAD), index_settings(), CACHE / "squad-dev.db")
+    questions = questions_of(load_squad(SQUAD, slice(40, 48)))
+    picked = questions[:: max(1, len(questions) // args.questions)][: args.questions]
+    with DocQA(index) as qa:
+        work = [(q.question, [qa._context(h) for h in qa.search(q.question, k=PASSAGES).hits]) for q in picked]
+    first = READ_STAGES[0]
+    rows = []
+    for name, model in [("minilm-squad-proxy", PROXY), ("SpanBERT-large shape", large_random_model())]:
+        kinds = {"one batch per stage, padded to its longest window (before)": math.inf,
+                 "length-grouped batches": None}
+        readers = {label: Reader(model=str(model), device=args.device, threads=args.threads, pass_tokens=p)
+                   for label, p in kinds.items()}
+        found: dict[str, dict[str, list]] = {label: {} for label in readers}
+        for r in readers.values():
+            r.load()
+        reads = [lambda q, c, r=r, out=found[label]: staged_all(r, q, c, out) for label, r in readers.items()]
+        labels = [f"docqa {r.precision}, {label}" for label, r in readers.items()]
+        if model != PROXY:
+            naive, _ = naive_reader(model, args.device)
+            reads.insert(0, naive)
+            labels.insert(0, "naive fp32, one passage per forward pass")
+        latencies = time_interleaved(reads, work)
+        if model != PROXY:
+            rows.append(PadRow(name, labels[0], latencies.pop(0), 0.0, PASSAGES, None))
+        before = found[next(iter(readers))]
+        for (label, r), text, lat in zip(readers.items(), labels[-len(readers):], latencies):
+            real = padded = passes = 0
+            for q, c in work:
+                for part in (c[:first], c[first:]):
+                    lengths = sorted((len(w.ids) for w in _plan_windows(r._tokenizer, r._template, [q], [part],
+                                                                         r.max_seq_len, r.doc_stride).windows),
+                                     reverse=True)
+                    batches = length_batches(lengths, r.batch_size, r.pass_tokens)
+                    real += sum(lengths)
+                    padded += sum(len(b) * lengths[b.start] for b in batches)
+                    passes += len(batches)
+            same = 100 * statistics.mean(
+                [(s.start, s.end) for s in found[label][q][:1]] == [(s.start, s.end) for s in before[q][:1]]
+                for q, _ in work)
+            rows.append(PadRow(name, text, lat, 100 * (padded - real) / padded, passes / len(work), same))
+        del readers
+        gc.collect()
+    return rows, len(work), f"{device_name(args.device)}; load average {load_before} before, {load_average()} after"
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -647,6 +730,32 @@ def render_staged(staged: tuple[list[StagedRow], int, float, str]) -> str:
     return "\n".join([*out, ""])
 
 
+def render_padding(padding: tuple[list[PadRow], int, str]) -> str:
+    rows, n, machine = padding
+    out = [
+        f"### Padding: `ask`'s reading of retrieved passages, {n} questions of SQuAD dev articles 40-47",
+        "",
+        f"Whole SQuAD dev indexed; each question's top {PASSAGES} passages read as `ask` reads them when it "
+        f"reads on (top {READ_STAGES[0]}, then the other {PASSAGES - READ_STAGES[0]}); the readers take turns "
+        f"question by question. {machine}.",
+        "",
+        "| model | reader | median s/question | p90 s | vs one padded batch | vs naive | padding, % of tokens | "
+        "forward passes per question | top span = one padded batch's |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        group = [x for x in rows if x.model == r.model]
+        base = next(x for x in group if x.same_top is not None)
+        naive = next((x for x in group if x.same_top is None), None)
+        median = statistics.median(r.latencies)
+        out.append(f"| {r.model} | {r.reader} | {median:.3f} | {Row('', r.latencies, 0).p90:.3f} | "
+                   f"{statistics.median(base.latencies) / median:.2f}x | "
+                   + (f"{statistics.median(naive.latencies) / median:.1f}x" if naive else "-")
+                   + f" | {r.padding:.1f}% | {r.passes:.1f} | "
+                   + ("-" if r.same_top is None else f"{r.same_top:.0f}%") + " |")
+    return "\n".join([*out, ""])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -654,9 +763,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     parser.add_argument("--quick", action="store_true",
                         help="3 timed questions, a fifth of the answer set, 2 shell runs, a batch of 10")
-    parser.add_argument("--only", choices=["speed", "answers", "staged", "shell"], action="append",
+    parser.add_argument("--only", choices=["speed", "answers", "staged", "shell", "padding"], action="append",
                         help="run this table only (repeatable; shell: cold/hand-off `docqa ask` and batch "
-                             "throughput; staged: `ask` reading less, and with speed its row there)")
+                             "throughput; staged: `ask` reading less, and with speed its row there; "
+                             "padding: length-grouped batches on retrieved passages)")
     parser.add_argument("--staged-every", type=int, default=1,
                         help="the staged table asks every Nth question of articles 40-47 (default 1: all)")
     parser.add_argument("--shell-runs", type=int, default=4, help="questions per model in the shell table")
@@ -683,6 +793,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(render(None, answers, command))
     if staged:
         text += "\n" + (printed := render_staged(staged))
+        print(printed, flush=True)
+    if wanted("padding") and PROXY.is_dir():
+        text += "\n" + (printed := render_padding(padding_table(args)))
         print(printed, flush=True)
     if wanted("shell") and PROXY.is_dir():
         for table in (lambda: render_shell(shell_table(args)), lambda: render_batch(batch_table(args))):

@@ -7,7 +7,8 @@ model/tokenizer loading (offline-safe), windowing, batched inference and span de
   token ids (``[CLS] q [SEP] ctx-window [SEP]`` for BERT, whatever the tokenizer's pair template
   is otherwise), with the same overlap semantics as the tokenizer's ``stride``.
 - All windows of all questions go through the model together in length-sorted batches, padded
-  only to each batch's longest window; identical windows are read once.
+  only to each batch's longest window, and cut where padding would cost more than another
+  forward pass (``length_batches``); identical windows are read once.
 - Spans are decoded vectorised (``decode_spans``), each inside one paragraph
   (``docqa.spans.token_segments``); a span's score is the raw start+end logit sum.
 
@@ -17,6 +18,7 @@ torch and transformers are imported inside functions only: importing docqa must 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import threading
@@ -51,6 +53,12 @@ _PROBE_TIMEOUT_S = 3.0
 # Below this many parameters a reduced precision saves milliseconds, not seconds, and only
 # risks changing answers, so "auto" keeps such (test-sized) models in fp32.
 _SMALL_MODEL_PARAMS = 50_000_000
+# What one more forward pass costs on a CPU beyond its tokens, in tokens' worth of work (mostly
+# reading, in bf16 repacking, every weight once, so about the same for any model size): fitted
+# on real windows, one thread, 26 for the SpanBERT-large shape in bf16, 41 and 62 for the proxy in
+# bf16 and fp32 (docs/bench-reader.md). On a GPU a pass's fixed cost dwarfs padding, so batches
+# there are cut only at ``batch_size``.
+_CPU_PASS_TOKENS = 48
 
 
 class Reader:
@@ -72,6 +80,7 @@ class Reader:
         doc_stride: int = 128,
         batch_size: int = 16,
         spans_per_window: int = 3,
+        pass_tokens: float | None = None,
     ) -> None:
         if device not in DEVICES:
             raise ModelError(f"--device must be one of {', '.join(DEVICES)}, not {device!r}.")
@@ -83,6 +92,8 @@ class Reader:
                 raise ValueError(f"{name} must be at least 1, not {value}")
         if doc_stride < 0:
             raise ValueError(f"doc_stride must be >= 0, not {doc_stride}")
+        if pass_tokens is not None and pass_tokens < 0:
+            raise ValueError(f"pass_tokens must be >= 0, not {pass_tokens}")
         if threads is not None and threads < 1:
             raise ModelError(f"--threads must be at least 1, not {threads}.")
         self.model_name = model or os.environ.get("DOCQA_MODEL") or DEFAULT_MODEL
@@ -95,6 +106,8 @@ class Reader:
         self.doc_stride = doc_stride
         self.batch_size = batch_size
         self.spans_per_window = spans_per_window
+        # a forward pass's fixed cost in tokens (``length_batches``); None: by device, at load
+        self.pass_tokens = pass_tokens
         self.load_s = 0.0
         self._model: Any = None
         self._tokenizer: PreTrainedTokenizerBase | None = None
@@ -129,6 +142,8 @@ class Reader:
             self._template = _PairTemplate.of(tokenizer)
             self._tokenizer, self._model = tokenizer, model
             self.device, self.precision = device, precision
+            if self.pass_tokens is None:
+                self.pass_tokens = _CPU_PASS_TOKENS if device == "cpu" else math.inf
             self.load_s = time.perf_counter() - started
             log.info("loaded %s (tokenizer %s) on %s in %s with %d threads in %.1f s", model_dir,
                      tokenizer_dir, device, precision, torch.get_num_threads(), self.load_s)
@@ -168,8 +183,9 @@ class Reader:
         assert self._template is not None
         order = sorted(range(len(windows)), key=lambda w: len(windows[w].ids), reverse=True)
         found: list[list[tuple[int, int, float]]] = [[] for _ in windows]
-        for first in range(0, len(order), self.batch_size):
-            batch = [windows[w] for w in order[first : first + self.batch_size]]
+        assert self.pass_tokens is not None  # set by load()
+        for rows in length_batches([len(windows[w].ids) for w in order], self.batch_size, self.pass_tokens):
+            batch = [windows[w] for w in order[rows.start : rows.stop]]
             inputs, context_mask, segments = _tensors(batch, self._template, self.device)
             with torch.inference_mode():
                 out = self._model(**inputs)
@@ -177,7 +193,7 @@ class Reader:
                                                 context_mask, self.max_answer_len, self.spans_per_window,
                                                 segments=segments)
             for row, window in enumerate(batch):
-                found[order[first + row]] = [
+                found[order[rows.start + row]] = [
                     (s - window.ctx_pos + window.ctx_first, e - window.ctx_pos + window.ctx_first, v)
                     for s, e, v in zip(starts[row].tolist(), ends[row].tolist(), scores[row].tolist())
                     if v != float("-inf")
@@ -304,6 +320,26 @@ def _cut(template: _PairTemplate, question: list[int], text: list[int], segments
         if first + room >= len(text):
             return windows
         first += room - overlap
+
+
+def length_batches(lengths: Sequence[int], most: int, pass_tokens: float) -> list[range]:
+    """Cut windows of these lengths (longest first) into consecutive batches of at most ``most``,
+    each padded to its first window, minimising padded tokens + ``pass_tokens`` per batch (the
+    fixed cost of a forward pass). Infinite ``pass_tokens``: batches of ``most``."""
+    n = len(lengths)
+    if math.isinf(pass_tokens):
+        return [range(i, min(i + most, n)) for i in range(0, n, most)]
+    cost, cut = [0.0] + [math.inf] * n, [0] * (n + 1)  # best cost of the first j windows; its last cut
+    for j in range(1, n + 1):
+        for i in range(max(0, j - most), j):  # last batch = windows i..j-1 (the first of equals: fewer batches)
+            c = cost[i] + (j - i) * lengths[i] + pass_tokens
+            if c < cost[j]:
+                cost[j], cut[j] = c, i
+    batches, j = [], n
+    while j:
+        batches.append(range(cut[j], j))
+        j = cut[j]
+    return batches[::-1]
 
 
 def _tensors(batch: Sequence[_Window], template: _PairTemplate,

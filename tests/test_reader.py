@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -126,6 +127,54 @@ def test_batched_reading_equals_one_by_one(tiny_model_dir: Path) -> None:
     for a, b in zip(together, alone):
         assert [(s.context.hit.path, s.start, s.end) for s in a] == [(s.context.hit.path, s.start, s.end) for s in b]
         assert np.allclose([s.score for s in a], [s.score for s in b], atol=1e-4)
+
+
+def test_length_batches_cut_where_padding_costs_more_than_a_pass() -> None:
+    from itertools import combinations
+
+    from docqa.reader import length_batches
+
+    assert length_batches([263, 250, 150, 120], 16, 64) == [range(0, 2), range(2, 4)]
+    assert length_batches([263, 250, 150, 120], 16, 300) == [range(0, 4)]
+    assert length_batches([263, 250, 150, 120], 16, math.inf) == [range(0, 4)]
+    assert length_batches([100] * 5, 2, math.inf) == [range(0, 2), range(2, 4), range(4, 5)]
+    assert length_batches([], 16, 64) == []
+
+    def cost(batches: list[range], lengths: list[int], pass_tokens: int) -> int:
+        return sum(len(b) * lengths[b.start] + pass_tokens for b in batches)
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):  # the cheapest of all cuts into consecutive batches of at most 3
+        lengths = sorted(rng.integers(20, 300, size=int(rng.integers(1, 8))).tolist(), reverse=True)
+        got = length_batches(lengths, 3, 40)
+        assert [i for b in got for i in b] == list(range(len(lengths))) and max(map(len, got)) <= 3
+        n = len(lengths)
+        cuts = [[0, *c, n] for k in range(n) for c in combinations(range(1, n), k)]
+        best = min(cost([range(a, b) for a, b in zip(c, c[1:])], lengths, 40) for c in cuts
+                   if all(b - a <= 3 for a, b in zip(c, c[1:])))
+        assert cost(got, lengths, 40) == best
+
+
+def test_length_grouped_batches_read_what_one_padded_batch_reads(tiny_model_dir: Path) -> None:
+    from docqa.reader import length_batches
+
+    gen = FactGenerator(seed=5)
+    passages = [gen.passage(n_facts=n) for n in (1, 2, 4, 6, 8)]
+    questions = [p.facts[0].question for p in passages[:3]]
+    contexts = [[context(p.text, path=f"{i}.txt") for i, p in enumerate(passages)] for _ in questions]
+    contexts[2].append(context(LONG, path="long.txt"))
+    grouped = Reader(model=str(tiny_model_dir), pass_tokens=0, max_seq_len=128, doc_stride=32)
+    padded = Reader(model=str(tiny_model_dir), pass_tokens=math.inf, max_seq_len=128, doc_stride=32)
+    for q, c in zip(questions, contexts):
+        a, b = grouped.read([q], [c])[0], padded.read([q], [c])[0]
+        assert [(s.context.hit.path, s.start, s.end) for s in a] == [(s.context.hit.path, s.start, s.end) for s in b]
+        assert np.allclose([s.score for s in a], [s.score for s in b], atol=1e-4)
+    # the grouped reader did cut these windows into several batches
+    from docqa.reader import _plan_windows
+
+    lengths = sorted((len(w.ids) for w in _plan_windows(grouped._tokenizer, grouped._template, questions[:1],
+                                                         contexts[:1], 128, 32).windows), reverse=True)
+    assert len(length_batches(lengths, grouped.batch_size, grouped.pass_tokens)) > 1
 
 
 def test_identical_contexts_are_read_once_and_spans_not_repeated(reader: Reader) -> None:
