@@ -2,6 +2,7 @@
 
     python bench/reader.py                      # every table; the staged one reads 1,589 questions 3 times
     python bench/reader.py --only staged --only speed --staged-every 2   # issue 16's run
+    python bench/reader.py --only staged --only padding --staged-every 4 --questions 24 --threads 1
     python bench/reader.py --quick              # fewer questions, for a smoke test
     python bench/reader.py --device cuda        # the same on a GPU (fp32, bf16, fp16)
     python bench/reader.py --out docs/bench-reader.md

@@ -56,8 +56,8 @@ _SMALL_MODEL_PARAMS = 50_000_000
 # What one more forward pass costs on a CPU beyond its tokens, in tokens' worth of work (mostly
 # reading, in bf16 repacking, every weight once, so about the same for any model size): fitted
 # on real windows, one thread, 26 for the SpanBERT-large shape in bf16, 41 and 62 for the proxy in
-# bf16 and fp32 (docs/bench-reader.md). On a GPU a pass's fixed cost dwarfs padding, so batches
-# there are cut only at ``batch_size``.
+# bf16 and fp32 (docs/bench-reader.md, "Less padding"). On a GPU a pass's fixed cost dwarfs
+# padding, so batches there are cut only at ``batch_size``.
 _CPU_PASS_TOKENS = 48
 
 
