@@ -10,12 +10,12 @@ import re
 import string
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = frozenset(string.punctuation)
+_NO_PUNCT = str.maketrans("", "", string.punctuation)  # str.translate: ~10x faster than a per-character join
 
 
 def normalize_answer(s: str) -> str:
     """Lower text and remove punctuation, articles and extra whitespace (SQuAD v1.1 script)."""
     s = s.lower()
-    s = "".join(ch for ch in s if ch not in _PUNCT)
+    s = s.translate(_NO_PUNCT)
     s = _ARTICLES.sub(" ", s)
     return " ".join(s.split())

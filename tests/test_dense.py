@@ -20,7 +20,7 @@ from docqa.datasets import Article, load_squad
 from docqa import dense
 from docqa.dense import DEFAULT_EMBEDDER, Embedder, ModelSpec, embed_index, model_dir
 from docqa.errors import BadIndex, ModelError
-from docqa.retrieve import HybridRetriever, fuse, make_retriever
+from docqa.retrieve import PHRASE_WEIGHT, HybridRetriever, fuse, make_retriever, with_phrases, word_pairs
 from docqa.split import split_pages
 from docqa.store import Store
 from conftest import SQUAD, put_text
@@ -98,6 +98,23 @@ def test_fusion_adds_normalised_bm25_and_weighted_cosine() -> None:
     assert fused == [(3, pytest.approx(1.35)), (2, pytest.approx(0.5 + 0.75)), (1, pytest.approx(1.0 + 0.15))]
     assert fuse(lexical, cosines, k=1, weight=0.0) == [(1, 1.0)]  # weight 0: plain BM25 order
     assert fuse([], {}, k=5) == []
+
+
+def test_a_passage_holding_the_questions_phrases_moves_up(tmp_path: Path) -> None:
+    assert word_pairs("What is the name of the Super Bowl 50 halftime show?") == [
+        " is name ", " name of ", " of super ", " super bowl ", " bowl 50 ", " 50 halftime ", " halftime show "]
+    with Store(tmp_path / "p.db", create=True) as s:
+        put_text(s, "a.txt", "Millions watched the show at halftime of the Super Bowl, number 50.")
+        put_text(s, "b.txt", "Millions watched the Super Bowl 50 halftime show.")
+        a, b = (r[0] for r in s.conn.execute("SELECT id FROM passages ORDER BY id"))
+        question = "Who watched the Super Bowl 50 halftime show?"  # 6 pairs, " who watched " first
+        rescored = with_phrases(s, question, [(a, 1.0), (b, 0.9)])
+        assert [pid for pid, _ in rescored] == [b, a]
+        # b holds 5 of the pairs as phrases; a only " super bowl ", though it has every word.
+        assert dict(rescored) == {b: pytest.approx(0.9 + PHRASE_WEIGHT * 5 / 6),
+                                  a: pytest.approx(1.0 + PHRASE_WEIGHT * 1 / 6)}
+        assert with_phrases(s, question, [(a, 1.0), (b, 0.9)], weight=0) == [(a, 1.0), (b, 0.9)]
+        assert with_phrases(s, "what is it?", [(a, 1.0), (b, 0.9)]) == [(a, 1.0), (b, 0.9)]  # no pairs
 
 
 def test_hybrid_fuses_bm25_with_vectors(store: Store, embedder: Embedder, articles: list[Article]) -> None:
