@@ -18,7 +18,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # A run of prose: at least this many characters, this share of them letters, this many words.
 PROSE_CHARS = 20
@@ -62,11 +62,16 @@ class Runs:
                 and sum(c.isalpha() for c in text) >= PROSE_LETTERS * len(text)):
             self.xs.append(tm[4] * cm[0] + tm[5] * cm[2] + cm[4])  # the run's origin on the page
 
-    def interleaved(self, page_width: float) -> bool:
-        """Whether the runs seen alternate between columns (row-by-row drawing)."""
+    def interleaved(self, page: Any) -> bool:
+        """Whether the runs seen on ``page`` (pypdf's) alternate between columns (row-by-row
+        drawing). Never raises: a page whose media box cannot be read keeps pypdf's order."""
         if len(self.xs) < MIN_PROSE_RUNS:
             return False
-        jumps = sum(abs(a - b) > COLUMN_JUMP * page_width for a, b in zip(self.xs, self.xs[1:]))
+        try:
+            width = float(page.mediabox.width)
+        except Exception:  # a hostile media box; pypdf read the text all the same
+            return False
+        jumps = sum(abs(a - b) > COLUMN_JUMP * width for a, b in zip(self.xs, self.xs[1:]))
         return jumps >= SWITCH_SHARE * (len(self.xs) - 1)
 
 

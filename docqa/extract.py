@@ -126,7 +126,7 @@ def _extract_pdf(data: bytes, passwords: Sequence[str], options: OcrOptions, dea
             runs = columns.Runs()
             page = pages[number - 1]
             raws.append(page.extract_text(visitor_text=runs))
-            if runs.interleaved(float(page.mediabox.width)):
+            if runs.interleaved(page):
                 interleaved.append(number)
         except _PASS_THROUGH:
             raise

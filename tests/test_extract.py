@@ -230,6 +230,21 @@ def test_reading_order_reads_columns_within_sections_and_indented_lists_stay_in_
     ]
 
 
+def test_a_page_whose_media_box_cannot_be_read_keeps_pypdfs_order() -> None:
+    class Broken:
+        @property
+        def mediabox(self) -> None:
+            raise ValueError("hostile /MediaBox")
+
+    class Letter:
+        mediabox = PdfWriter().add_blank_page(612, 792).mediabox
+
+    runs = columns.Runs()
+    runs.xs = [72.0, 318.0] * columns.MIN_PROSE_RUNS  # alternating columns
+    assert runs.interleaved(Letter()) is True
+    assert runs.interleaved(Broken()) is False
+
+
 def test_a_table_drawn_row_by_row_keeps_its_rows(tmp_path: Path) -> None:
     rows = [f"{n:,} {n + 50:,} {n // 7:,} {n // 6:,}" for n in range(40_000, 42_000, 50)]
     path = write_pdf(tmp_path / "table.pdf", ["\n".join(rows)], columns=3, row_by_row=True)
