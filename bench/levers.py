@@ -39,7 +39,7 @@ from retrieval import CACHE, DATASETS, KS, PORTER, answerable, cached_vectors, d
 from docqa.datasets import load_squad  # noqa: E402
 from docqa.dense import Embedder  # noqa: E402
 from docqa.normalize import normalize_answer  # noqa: E402
-from docqa.retrieve import DENSE_WEIGHT, STOPWORDS, FTS5Retriever  # noqa: E402
+from docqa.retrieve import DENSE_WEIGHT, FTS5Retriever, word_pairs  # noqa: E402
 from docqa.store import Store  # noqa: E402
 
 SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+[\"')\]]*|\n|$)")
@@ -99,10 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     report("cosine alone", lambda qi: cos[qi])
     report(f"shipped: bm25/best + {w:g} x cosine", lambda qi: bm(qi) + w * cos[qi])
 
-    # Question phrases: the share of the question's word pairs (SQuAD-normalised, pairs of two
-    # stop-words left out) that the passage holds as a phrase, for the fused top 100 only.
-    pairs = [[f" {a} {b} " for a, b in zip(ws, ws[1:]) if not (a in STOPWORDS and b in STOPWORDS)]
-             for ws in (normalize_answer(q.question).split() for q in questions)]
+    # Question phrases: the share of the question's word pairs (docqa.retrieve.word_pairs) that
+    # the passage holds as a phrase, for the fused top 100 only.
+    pairs = [word_pairs(q.question) for q in questions]
 
     def phrases(qi: int, gain: float) -> np.ndarray:
         fused = bm(qi) + w * cos[qi]

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from docqa.errors import BadIndex, BadQuestion
+from docqa.normalize import normalize_answer
 from docqa.store import Store
 from docqa.types import Hit, SearchResult
 
@@ -636,8 +637,6 @@ PHRASE_DEPTH = 100
 def word_pairs(question: str) -> list[str]:
     """The question's neighbouring word pairs as " a b " (SQuAD-normalised words: lowercase, no
     punctuation or articles), leaving out pairs of two stop-words ("of it")."""
-    from docqa.normalize import normalize_answer
-
     words = normalize_answer(question).split()
     return [f" {a} {b} " for a, b in itertools.pairwise(words) if not (a in STOPWORDS and b in STOPWORDS)]
 
@@ -660,8 +659,6 @@ def with_phrases(store: Store, question: str, fused: Sequence[tuple[int, float]]
 
 @lru_cache(maxsize=20_000)  # a server or a batch meets the same passages again (~5 ms a search)
 def _phrase_text(text: str) -> str:
-    from docqa.normalize import normalize_answer
-
     return f" {normalize_answer(text)} "
 
 
