@@ -50,6 +50,18 @@ BINARY_CONTROL_SHARE = 0.10
 _PASS_THROUGH = (MemoryError, TimeoutError)
 
 
+# The version of each kind's extraction: bump a kind's number when a change to how docqa reads
+# it (or to docqa.split, for every kind) changes the pages or passages an index stores, so that
+# existing indexes re-read those files on their next `docqa index` instead of keeping the old
+# text until the files change. Kinds not listed are at 1.
+# pdf 2: pages drawn row by row across columns are read column by column (docqa.columns).
+EXTRACTION_VERSIONS = {"pdf": 2}
+
+
+def extraction_version(kind: str) -> int:
+    return EXTRACTION_VERSIONS.get(kind, 1)
+
+
 def kind_of(path: Path) -> str | None:
     """The extractor kind for ``path`` by its suffix, or ``None`` when unsupported."""
     return SUPPORTED.get(path.suffix.lower())

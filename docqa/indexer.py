@@ -37,7 +37,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from docqa import objectstore, ocr
 from docqa.errors import DocQAError, first_line
-from docqa.extract import extract, kind_of
+from docqa.extract import extract, extraction_version, kind_of
 from docqa.split import split_pages
 from docqa.store import DocumentRow, Store, index_error
 from docqa.types import DEFAULT_TIMEOUT_S, PROBLEM_STATUSES, FileResult, IndexReport, Limits, OcrOptions, Passage
@@ -584,7 +584,7 @@ class Indexer:
                 self._report_unchanged(c, old)
             return None
         twin = next((d for d in self.store.documents_with_sha(sha)
-                     if d.abs_path != c.key and not self._ocr_stale(d)), None)
+                     if d.abs_path != c.key and not self._outdated(d)), None)
         if twin is not None:
             # Moved, renamed or copied: same bytes, so reuse its pages and passages.
             row = self._row(c, sha, twin.kind, twin.page_count, "indexed", twin.message, twin.ocr)
@@ -597,8 +597,8 @@ class Indexer:
 
     def _retry(self, old: DocumentRow, c: _Candidate) -> bool:
         """An unchanged file that failed last time but may work now, or whose text depends on
-        OCR settings that changed."""
-        if self._ocr_stale(old):
+        OCR settings or a version of docqa's extraction that changed."""
+        if self._outdated(old):
             return True
         if old.status == "encrypted":
             return bool(self.passwords)
@@ -607,6 +607,11 @@ class Indexer:
         if old.status == "too-large" and not old.sha256:  # over the size cap: was it raised?
             return c.size <= self.limits.max_bytes
         return old.status == "corrupt" and not old.sha256  # unreadable: permissions may be fixed
+
+    def _outdated(self, old: DocumentRow) -> bool:
+        """This run would read the document differently: other OCR settings, or an extraction
+        newer than the one that read it (an index built by an older docqa)."""
+        return self._ocr_stale(old) or old.extractor != extraction_version(old.kind)
 
     def _ocr_stale(self, old: DocumentRow) -> bool:
         """The run's --ocr/--ocr-lang would read this document differently: a PDF whose pages
@@ -644,6 +649,7 @@ class Indexer:
         return DocumentRow(
             path=c.rel_path, abs_path=c.key, root=c.root, size=c.size, mtime=c.mtime,
             sha256=sha, kind=kind, page_count=pages, status=status, message=message, ocr=ocr_key,
+            extractor=extraction_version(kind),
         )
 
     def _passage_count(self, key: str) -> int:

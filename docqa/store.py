@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 from docqa.errors import BadIndex, DiskFull, DocQAError, IndexLocked, IndexNotFound, IndexReadOnly, SchemaMismatch
 from docqa.types import PAGE_BREAK, PROBLEM_STATUSES, IndexInfo, Passage, Problem, page_starts
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Older schemas this docqa upgrades in place when it opens an index for writing (read-only
 # opens read them as they are): version -> the SQL that brings it to the next version.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -42,6 +42,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "UPDATE documents SET ocr = 'off' WHERE kind = 'pdf' AND (status = 'empty' OR EXISTS "
         "(SELECT 1 FROM pages WHERE pages.document_id = documents.id AND pages.text = ''))",
     ),
+    # 2 -> 3: the version of docqa's extraction each document was read with
+    # (``docqa.extract.extraction_version``); everything indexed before was version 1.
+    2: ("ALTER TABLE documents ADD COLUMN extractor INTEGER NOT NULL DEFAULT 1",),
 }
 # PRAGMA application_id: marks the file as docqa's ("dqa1").
 APPLICATION_ID = 0x64716131
@@ -86,6 +89,7 @@ class DocumentRow:
     id: int = 0
     indexed_at: str = ""
     ocr: str = ""  # the OCR settings the text depends on (``docqa.ocr.key``); "" when none
+    extractor: int = 1  # the version of docqa's extraction that read it (``docqa.extract``)
 
 
 def _now() -> str:
@@ -245,6 +249,7 @@ class Store:
                     "message": str,
                     "indexed_at": str,
                     "ocr": str,
+                    "extractor": int,
                 },
                 pk="id",
                 not_null={"path", "abs_path", "status"},

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -206,3 +207,34 @@ def test_indexing_from_a_plain_script_without_a_main_guard(tmp_path: Path) -> No
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["INDEXED 3 0"] and "Traceback" not in proc.stderr
+
+
+def test_files_read_by_an_older_extraction_are_read_again(tmp_path: Path) -> None:
+    """An index built by an older docqa (schema 2, no extraction versions) keeps the text its
+    PDFs were read with until docqa's PDF extraction is newer: then they are read again, even
+    unchanged, and a moved copy is not copied from the outdated twin."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    write_pdf(folder / "manual.pdf", ["Filters are rinsed under warm water."])
+    (folder / "notes.txt").write_text("Notes on the pump.", encoding="utf-8")
+    index = tmp_path / "i.db"
+    with DocQA(index) as qa:
+        qa.index([folder])
+    fresh = content(index)
+    conn = sqlite3.connect(index)  # what an older docqa left: other text, no versions
+    pdf = "document_id = (SELECT id FROM documents WHERE kind = 'pdf')"
+    conn.executescript(f"UPDATE pages SET text = 'Old text.' WHERE {pdf}; "
+                       f"UPDATE passages SET text = 'Old text.', start = 0, \"end\" = 9 WHERE {pdf}; "
+                       "ALTER TABLE documents DROP COLUMN extractor; "
+                       "UPDATE meta SET value = '2' WHERE key = 'schema_version';")
+    conn.close()
+    shutil.copy(folder / "manual.pdf", folder / "manual-copy.pdf")
+    with DocQA(index) as qa:
+        report = qa.index([folder])
+        assert qa.info().schema_version == 3
+    assert statuses(report) == {"manual.pdf": "updated", "manual-copy.pdf": "indexed", "notes.txt": "unchanged"}
+    after = content(index)
+    assert after["manual.pdf"][1] == after["manual-copy.pdf"][1] == fresh["manual.pdf"][1]  # passages
+    with DocQA(index) as qa:
+        assert qa.index([folder]).unchanged == 3
+    check_index(index)

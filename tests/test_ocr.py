@@ -278,11 +278,13 @@ def test_an_index_from_before_ocr_is_upgraded_in_place(tmp_path: Path) -> None:
         qa.index([docs], ocr=OcrOptions("off"))
     conn = sqlite3.connect(index)  # make it what schema 1 wrote: no ocr columns
     conn.executescript("ALTER TABLE documents DROP COLUMN ocr; ALTER TABLE pages DROP COLUMN ocr; "
+                       "ALTER TABLE documents DROP COLUMN extractor; "
                        "UPDATE meta SET value = '1' WHERE key = 'schema_version';")
     conn.close()
     with Store(index, readonly=True) as store:  # read as it is
         assert store.schema_version == 1 and store.info().ocr_pages == 0
     with DocQA(index) as qa:
         report = qa.index([docs])  # upgraded; the scan, read with OCR off before, is read now
-        assert statuses(report) == {"scan.pdf": "indexed", "typed.pdf": "unchanged"}
-        assert qa.info().schema_version == 2 and qa.info().ocr_pages == 1
+        # (typed.pdf is read again too: its text came from an older PDF extraction)
+        assert statuses(report) == {"scan.pdf": "indexed", "typed.pdf": "updated"}
+        assert qa.info().schema_version == 3 and qa.info().ocr_pages == 1
