@@ -24,6 +24,7 @@ from pypdf import PdfReader
 from pypdf.errors import DependencyError, PyPdfError
 
 from docqa import columns, ocr, office
+from docqa.furniture import strip_furniture
 from docqa.types import Extraction, OcrOptions
 
 SUPPORTED: dict[str, str] = {
@@ -55,7 +56,8 @@ _PASS_THROUGH = (MemoryError, TimeoutError)
 # existing indexes re-read those files on their next `docqa index` instead of keeping the old
 # text until the files change. Kinds not listed are at 1.
 # pdf 2: pages drawn row by row across columns are read column by column (docqa.columns).
-EXTRACTION_VERSIONS = {"pdf": 2}
+# pdf 3: running heads, feet and page numbers kept only where they first appear (docqa.furniture).
+EXTRACTION_VERSIONS = {"pdf": 3}
 
 
 def extraction_version(kind: str) -> int:
@@ -147,18 +149,17 @@ def _extract_pdf(data: bytes, passwords: Sequence[str], options: OcrOptions, dea
             raws.append("")
     if len(failed) == count:
         return _corrupt_pdf(f"no page could be read ({failed[0][1]})")
-    texts = [clean_text(raw) for raw in raws]
+    scanned = [n for n, raw in enumerate(raws, 1) if options.mode == "force" or ocr.needs_ocr(raw)]
     if interleaved:
         in_columns = columns.read_in_columns(data, interleaved, {n: raws[n - 1] for n in interleaved},
                                              password=password, deadline=deadline)
         for number, text in in_columns.items():
-            texts[number - 1] = clean_text(text)
-    scanned = [n for n, raw in enumerate(raws, 1) if options.mode == "force" or ocr.needs_ocr(raw)]
+            raws[number - 1] = text
     if not scanned:
         message = _page_failures(failed)
-        if not any(texts):  # text that cleaning removes entirely (zero-width characters)
+        if not any(texts := _page_texts(raws)):  # text that cleaning removes entirely (zero-width characters)
             return Extraction("pdf", status="empty", message=message or "no text on any page")
-        return Extraction("pdf", pages=tuple(texts), message=message)
+        return Extraction("pdf", pages=texts, message=message)
     ocr_pages: list[int] = []
     unread: list[ocr.PageText] = []
     if options.mode == "off":
@@ -170,17 +171,22 @@ def _extract_pdf(data: bytes, passwords: Sequence[str], options: OcrOptions, dea
         for page in ocr.read_pages(data, scanned, options, password=password, deadline=deadline):
             if page.problem:
                 unread.append(page)
-            elif text := clean_text(page.text):
-                texts[page.number - 1] = text
+            elif clean_text(page.text):
+                raws[page.number - 1] = page.text
                 ocr_pages.append(page.number)
     failed = [(n, reason) for n, reason in failed if n not in ocr_pages]  # OCR read what pypdf could not
     message = "; ".join(filter(None, [_page_failures(failed), note, _ocr_failures(unread)]))
     # Pages a time limit left unread are read again under other limits (see the indexer).
     key = ocr.key(options) + (ocr.PARTIAL if any(p.late or p.slow for p in unread) else "")
-    if not any(texts):
+    if not any(texts := _page_texts(raws)):
         message = message if note or unread else "no text found on any page, even by OCR"
         return Extraction("pdf", status="empty", message=message, ocr=key)
-    return Extraction("pdf", pages=tuple(texts), message=message, ocr_pages=tuple(ocr_pages), ocr=key)
+    return Extraction("pdf", pages=texts, message=message, ocr_pages=tuple(ocr_pages), ocr=key)
+
+
+def _page_texts(raws: list[str]) -> tuple[str, ...]:
+    # Furniture is found on the raw lines: cleaning may join a page number to the line above.
+    return tuple(clean_text(raw) for raw in strip_furniture(raws))
 
 
 def _ocr_failures(unread: list[ocr.PageText]) -> str:

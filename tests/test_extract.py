@@ -21,6 +21,7 @@ from pdfgen import write_pdf
 from pypdf import PdfReader, PdfWriter
 
 from docqa import columns
+from docqa.furniture import strip_furniture
 from docqa.extract import SUPPORTED, clean_text, extract, kind_of
 from docqa.types import PAGE_BREAK, PROBLEM_STATUSES, Extraction, OcrOptions
 
@@ -623,3 +624,25 @@ def test_clean_text_invariants(text: str) -> None:
     assert "  " not in out and "\n\n\n" not in out and " \n" not in out and "\n " not in out
     assert not any(unicodedata.category(c) == "Cs" for c in out)
     out.encode("utf-8")  # storable in SQLite
+
+
+def test_running_heads_and_page_numbers_are_kept_only_where_they_first_appear(tmp_path: Path) -> None:
+    bodies = [f"Step {n}: the {part} is checked before the pump starts, every {n + 1} weeks."
+              for n, part in enumerate(["inlet", "valve", "seal", "filter", "motor"], 1)]
+    pages = [f"Acme Pump Manual (revised 2024)\n\n{body}\n\nPage {n} of 5" for n, body in enumerate(bodies, 1)]
+    ex = extract(write_pdf(tmp_path / "manual.pdf", pages))
+    assert ex.pages[0].split() == pages[0].split()  # the title stays searchable, once
+    assert list(ex.pages[1:]) == bodies[1:]
+    two = extract(write_pdf(tmp_path / "two.pdf", pages[:2]))  # too few pages to tell furniture
+    assert [p.split() for p in two.pages] == [p.split() for p in pages[:2]]
+
+
+def test_furniture_is_a_line_repeated_at_the_edges_of_a_quarter_of_the_pages() -> None:
+    words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()
+    body = [f"The {word} valve opens first.\nThen the {word} pump starts." for word in words]
+    heads = [f"Chapter 2 Maintenance {n + 10}\n{b}" if n < 3 else b for n, b in enumerate(body)]
+    assert strip_furniture(heads) == [heads[0], *body[1:3], *body[3:]]  # 3 of 12 pages: furniture
+    rare = [f"Chapter 2 Maintenance\n{b}" if n < 2 else b for n, b in enumerate(body)]
+    assert strip_furniture(rare) == rare  # on 2 pages only: left alone
+    moved = [*heads[:3], f"{body[3]}\nChapter 2 Maintenance 99\nMore body."]  # mid-page, as columns may put it
+    assert strip_furniture(moved)[3] == f"{body[3]}\nMore body."
