@@ -26,7 +26,7 @@ MIN_SHARE = 0.25
 # bare number or a one-character table cell repeated at page edges is left alone too (a lone
 # page number costs a passage little; a table's cells are content).
 MAX_CHARS = 200
-MIN_LETTERS = 4
+MIN_LETTERS = 3
 
 _DIGITS = re.compile(r"\d+")
 _SPACES = re.compile(r"\s+")
