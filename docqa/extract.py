@@ -56,8 +56,9 @@ _PASS_THROUGH = (MemoryError, TimeoutError)
 # existing indexes re-read those files on their next `docqa index` instead of keeping the old
 # text until the files change. Kinds not listed are at 1.
 # pdf 2: pages drawn row by row across columns are read column by column (docqa.columns).
-# pdf 3: running heads, feet and page numbers kept only where they first appear (docqa.furniture).
-EXTRACTION_VERSIONS = {"pdf": 3}
+# pdf 3, pptx 2: running heads, feet and page numbers (a deck's footer) kept only where they
+# first appear (docqa.furniture).
+EXTRACTION_VERSIONS = {"pdf": 3, "pptx": 2}
 
 
 def extraction_version(kind: str) -> int:
@@ -260,7 +261,8 @@ def _extract_package(kind: str, data: bytes) -> Extraction:
             pages = [clean_text(_html_text(_decode(chapter, html=True))) for chapter in office.epub_chapters(data)]
             pages = [page for page in pages if page]
         else:
-            raw = office.docx_pages(data) if kind == "docx" else office.pptx_pages(data)
+            # A deck's footer ("Acme Corp - confidential") is on every slide, like a PDF's running foot.
+            raw = office.docx_pages(data) if kind == "docx" else strip_furniture(office.pptx_pages(data))
             pages = [clean_text(page) for page in raw]
     except _PASS_THROUGH:
         raise

@@ -1,4 +1,4 @@
-"""Page furniture: running heads, running feet and page numbers.
+"""Page furniture: running heads and feet of a PDF's pages (or a deck's slides).
 
 pypdf returns them as part of every page's text ("Page 10 of 48 Instructions for Form 1040NR"),
 so left in, the first or last passage of every page starts or ends with the same words, a
@@ -24,9 +24,12 @@ MIN_PAGES = 3
 MIN_SHARE = 0.25
 # Furniture is a line, not a paragraph: a longer repeated line is left alone. It has words: a
 # bare number or a one-character table cell repeated at page edges is left alone too (a lone
-# page number costs a passage little; a table's cells are content).
+# page number costs a passage little; a table's cells are content). A line whose numbers change
+# from page to page needs more words than a fixed one: "Part 1", "Part 2"... on every slide are
+# titles, "Page 3 of 48 Instructions for Form 1040NR" is a running head.
 MAX_CHARS = 200
 MIN_LETTERS = 3
+MIN_LETTERS_NUMBERED = 10
 
 _DIGITS = re.compile(r"\d+")
 _SPACES = re.compile(r"\s+")
@@ -39,7 +42,14 @@ def strip_furniture(pages: Sequence[str]) -> list[str]:
     keys = [[_key(line) for line in page] for page in lines]
     counts = Counter(key for page in keys for key in set(_edges(page)))
     need = max(MIN_PAGES, math.ceil(MIN_SHARE * sum(1 for page in pages if page)))
-    furniture = {key for key, n in counts.items() if n >= need}
+    candidates = {key for key, n in counts.items() if n >= need}
+    forms: dict[str, set[str]] = {key: set() for key in candidates}
+    for page_lines, page_keys in zip(lines, keys):
+        for line, key in zip(page_lines, page_keys):
+            if key in forms:
+                forms[key].add(line.strip())
+    furniture = {key for key in candidates
+                 if len(forms[key]) == 1 or sum(c.isalpha() for c in key) >= MIN_LETTERS_NUMBERED}
     if not furniture:
         return list(pages)
     seen: set[str] = set()

@@ -629,7 +629,7 @@ def test_clean_text_invariants(text: str) -> None:
 def test_running_heads_and_page_numbers_are_kept_only_where_they_first_appear(tmp_path: Path) -> None:
     bodies = [f"Step {n}: the {part} is checked before the pump starts, every {n + 1} weeks."
               for n, part in enumerate(["inlet", "valve", "seal", "filter", "motor"], 1)]
-    pages = [f"Acme Pump Manual (revised 2024)\n\n{body}\n\nPage {n} of 5" for n, body in enumerate(bodies, 1)]
+    pages = [f"Acme Pump Manual (revised 2024)\n\n{body}\n\nAcme pumps, page {n} of 5" for n, body in enumerate(bodies, 1)]
     ex = extract(write_pdf(tmp_path / "manual.pdf", pages))
     assert ex.pages[0].split() == pages[0].split()  # the title stays searchable, once
     assert list(ex.pages[1:]) == bodies[1:]
@@ -646,3 +646,7 @@ def test_furniture_is_a_line_repeated_at_the_edges_of_a_quarter_of_the_pages() -
     assert strip_furniture(rare) == rare  # on 2 pages only: left alone
     moved = [*heads[:3], f"{body[3]}\nChapter 2 Maintenance 99\nMore body."]  # mid-page, as columns may put it
     assert strip_furniture(moved)[3] == f"{body[3]}\nMore body."
+    titles = [f"Part {n}\n{b}" for n, b in enumerate(body)]  # numbered titles: content, not a running head
+    assert strip_furniture(titles) == titles
+    stamp = [f"7:48 - 6-DEC-2007\n{b}" for b in body]  # the same on every page: furniture
+    assert strip_furniture(stamp) == [stamp[0], *body[1:]]

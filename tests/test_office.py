@@ -53,6 +53,15 @@ def write_pptx(path: Path, slides: list[tuple[str, str, str]]) -> Path:
     return path
 
 
+def test_a_footer_on_every_slide_is_kept_on_the_first_only(tmp_path: Path) -> None:
+    topics = ["Why we are here", "What we sold", "What comes next", "Who to ask"]
+    path = write_pptx(tmp_path / "deck.pptx", [(f"Part {n}", f"{topic}\nAcme Corp, internal use only", "")
+                                               for n, topic in enumerate(topics, 1)])
+    pages = extract(path).pages
+    assert pages[0] == "Part 1\n\nWhy we are here\nAcme Corp, internal use only"
+    assert list(pages[1:]) == [f"Part {n}\n\n{topic}" for n, topic in enumerate(topics[1:], 2)]
+
+
 def write_epub(path: Path, chapters: list[str]) -> Path:
     book = epub.EpubBook()
     book.set_identifier("docqa-test")
