@@ -56,8 +56,8 @@ _PASS_THROUGH = (MemoryError, TimeoutError)
 # existing indexes re-read those files on their next `docqa index` instead of keeping the old
 # text until the files change. Kinds not listed are at 1.
 # pdf 2: pages drawn row by row across columns are read column by column (docqa.columns).
-# pdf 3, pptx 2: running heads, feet and page numbers (a deck's footer) kept only where they
-# first appear (docqa.furniture).
+# pdf 3, pptx 2: running heads and feet (a deck's footer) kept only where they first appear
+# (docqa.furniture).
 EXTRACTION_VERSIONS = {"pdf": 3, "pptx": 2}
 
 
@@ -186,7 +186,7 @@ def _extract_pdf(data: bytes, passwords: Sequence[str], options: OcrOptions, dea
 
 
 def _page_texts(raws: list[str]) -> tuple[str, ...]:
-    # Furniture is found on the raw lines: cleaning may join a page number to the line above.
+    # Furniture is found on the raw lines: cleaning may join a running foot to the line above.
     return tuple(clean_text(raw) for raw in strip_furniture(raws))
 
 

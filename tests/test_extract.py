@@ -626,7 +626,7 @@ def test_clean_text_invariants(text: str) -> None:
     out.encode("utf-8")  # storable in SQLite
 
 
-def test_running_heads_and_page_numbers_are_kept_only_where_they_first_appear(tmp_path: Path) -> None:
+def test_running_heads_and_feet_are_kept_only_where_they_first_appear(tmp_path: Path) -> None:
     bodies = [f"Step {n}: the {part} is checked before the pump starts, every {n + 1} weeks."
               for n, part in enumerate(["inlet", "valve", "seal", "filter", "motor"], 1)]
     pages = [f"Acme Pump Manual (revised 2024)\n\n{body}\n\nAcme pumps, page {n} of 5" for n, body in enumerate(bodies, 1)]
