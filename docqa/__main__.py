@@ -1,3 +1,3 @@
-from docqa.cli import cli
+from docqa.cli import main
 
-cli()
+main()

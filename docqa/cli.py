@@ -157,6 +157,18 @@ def cli(verbose: int) -> None:
                             format="%(levelname)s %(name)s: %(message)s")
 
 
+def main() -> None:
+    """The `docqa` command, in a process of its own."""
+    # transformers imports scikit-learn and scipy whenever they are installed, for a metric of
+    # assisted text generation and the losses of object-detection models docqa never uses: ~1 s
+    # of every cold `docqa ask`. The dense extra installs them (sentence-transformers needs
+    # them). docqa's own process never uses them, so the command hides them from transformers
+    # (None in sys.modules reads as "not installed"); the library, in a user's process, does not.
+    for unused in ("sklearn", "scipy"):
+        sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
+    cli()
+
+
 # -- index / remove / info ------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -54,6 +55,25 @@ def test_help_and_search_do_not_import_torch(examples_index: Path) -> None:
     for args in (["--help"], ["search", "honey", "-i", str(examples_index)], ["info", "-i", str(examples_index)]):
         proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
+
+
+def test_the_docqa_command_reads_without_loading_scikit_learn_or_scipy(examples_index: Path, tiny_model_dir: Path) -> None:
+    if importlib.util.find_spec("sklearn") is None:
+        pytest.skip("scikit-learn is not installed here (the dense extra brings it)")
+    code = (
+        "import sys\n"
+        "from docqa.cli import main\n"
+        "sys.argv = ['docqa', *sys.argv[1:]]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "assert 'transformers' in sys.modules\n"
+        "assert sys.modules['sklearn'] is None and sys.modules['scipy'] is None\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, "ask", "Where do bees live?", "-i", str(examples_index),
+                           "--model", str(tiny_model_dir), "--no-server"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_python_dash_m_works() -> None:
