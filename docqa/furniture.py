@@ -37,7 +37,8 @@ _BLANK_LINE_RUNS = re.compile(r"\n{3,}")
 
 
 def strip_furniture(pages: Sequence[str]) -> list[str]:
-    """``pages`` (clean text, one string a page) without their repeated head and foot lines."""
+    """``pages`` (one string a page, its lines as extracted) without their repeated head and foot
+    lines."""
     lines = [page.split("\n") for page in pages]
     keys = [[_key(line) for line in page] for page in lines]
     counts = Counter(key for page in keys for key in set(_edges(page)))
@@ -72,6 +73,7 @@ def _key(line: str) -> str:
 
 
 def _edges(keys: list[str]) -> list[str]:
-    """The keys of a page's first and last ``EDGE_LINES`` non-empty lines."""
+    """The keys of a page's first and last ``EDGE_LINES`` lines that could be furniture (blank
+    lines, bare numbers and long lines are passed over)."""
     filled = [key for key in keys if key]
     return filled[:EDGE_LINES] + filled[-EDGE_LINES:]

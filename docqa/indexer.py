@@ -609,8 +609,8 @@ class Indexer:
         return old.status == "corrupt" and not old.sha256  # unreadable: permissions may be fixed
 
     def _outdated(self, old: DocumentRow) -> bool:
-        """This run would read the document differently: other OCR settings, or an extraction
-        newer than the one that read it (an index built by an older docqa)."""
+        """This run would read the document differently: other OCR settings, or another version
+        of docqa's extraction than the one that read it (an index built by an older docqa)."""
         return self._ocr_stale(old) or old.extractor != extraction_version(old.kind)
 
     def _ocr_stale(self, old: DocumentRow) -> bool:
