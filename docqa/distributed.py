@@ -3,14 +3,15 @@
 Ray is an optional extra (``pip install 'docqa[ray]'``) imported here only, only when asked
 for. Nothing is re-implemented for the cluster: indexing runs the local pipeline (the same
 walk, incremental plan and single SQLite writer on the driver) with ``RayExecutor`` mapping the
-same ``extract_and_split`` over the files with Ray Data, each file in the same ``Sandbox``
-(time limit, memory cap) on its node; batch answering maps a callable class over an actor
-pool, each actor a read-only ``DocQA`` that loads its model once and runs ``read_batch``.
+same ``extract_and_split`` over the files with a Ray Data actor pool, each file in the same
+``Sandbox`` (time limit, memory cap) on its node; batch answering maps a callable class over
+an actor pool, each actor a read-only ``DocQA`` that loads its model once and runs ``read_batch``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import pickle
 import socket
@@ -26,8 +27,11 @@ if TYPE_CHECKING:
     from docqa.indexer import J, ExtractTask, Sandbox, _Outcome
     from docqa.types import BatchQuestion, Reading
 
+log = logging.getLogger(__name__)
+
 RAY_MISSING = "--ray needs Ray: pip install 'docqa[ray]'"
-# A task whose Ray worker dies (its node is lost) is run again at most this many times.
+# A file whose Ray actor dies (its node is lost) goes again at most this many times; a reader
+# actor is restarted at most this many times.
 MAX_RETRIES = 3
 # Files up to this size travel with their task when docqa joins a cluster (--ship-max): a file
 # only on the driver's disk is extracted anywhere. Bigger files are read by path on the node.
@@ -77,6 +81,8 @@ def connect(address: str | None = None) -> bool:
     ctx.enable_operator_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.max_errored_blocks = -1  # a file whose task ran out of retries gets a status instead
+    # An extraction actor placed on a node that dies before it starts is replaced, within bounds.
+    ctx.max_consecutive_actor_init_deaths = MAX_RETRIES
     return address is None
 
 
@@ -95,7 +101,8 @@ _LOST = ("lost", "the Ray workers extracting it died {tries} times (a lost node,
 
 
 class RayExecutor:
-    """``Executor`` that maps extraction over a Ray cluster with Ray Data, one CPU per file."""
+    """``Executor`` that maps extraction over a Ray cluster with Ray Data: an actor pool, one
+    actor per CPU, each holding its node's sandbox."""
 
     reads_uris = True  # each node reads its objects from the store, not through the driver
 
@@ -122,56 +129,80 @@ class RayExecutor:
     def _run_chunk(self, chunk: list[tuple[J, ExtractTask]]) -> Iterator[tuple[J, _Outcome]]:
         from docqa.indexer import _Outcome
 
-        ray = ray_module()
-        rows = [{"i": i, "task": pickle.dumps(task)} for i, (_, task) in enumerate(chunk)]
-        # One file per block: each is its own task, so files spread over every CPU and a
-        # lost node costs only its own files' retries.
-        with warnings.catch_warnings():
-            # Ray 2.60 deprecates ray_remote_args without a named replacement for max_retries,
-            # and Ray Data's default (-1) would retry a file that kills its worker forever.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
-                _extract_row, fn_kwargs={"limits": self.limits}, num_cpus=1, max_retries=MAX_RETRIES)
-        waiting = dict(enumerate(job for job, _ in chunk))
-        for row in ds.iter_rows():
-            job = waiting.pop(row["i"], None)
-            if job is not None:  # a block delivered twice (re-run after a node loss) is written once
-                yield job, pickle.loads(row["outcome"])
+        waiting = dict(enumerate(chunk))
+        # Files whose actor died (a lost node) go again in a new pool, at most MAX_RETRIES times.
+        for _ in range(MAX_RETRIES + 1):
+            if not waiting:
+                return
+            for i, outcome in self._map(waiting):
+                entry = waiting.pop(i, None)
+                if entry is not None:  # a block delivered twice is written once
+                    yield entry[0], outcome
         status, message = _LOST
-        for job in waiting.values():
+        for job, _ in waiting.values():
             yield job, _Outcome(status, message.format(tries=MAX_RETRIES + 1))
 
-
-_sandboxes: dict[Limits, Sandbox] = {}  # per Ray worker process, reused by its later tasks
-
-
-def _extract_row(row: dict[str, Any], limits: Limits) -> dict[str, Any]:
-    """Runs in a Ray worker: one file in this node's sandbox."""
-    from docqa.indexer import Sandbox, WorkersFailed, _Outcome
-
-    task: ExtractTask = pickle.loads(row["task"])
-    problem = ""
-    if task.fs is not None:
-        # Read here, not in the sandbox: its limits are for extraction, not a slow download.
+    def _map(self, tasks: dict[int, tuple[J, ExtractTask]]) -> Iterator[tuple[int, _Outcome]]:
+        ray = ray_module()
+        rows = [{"i": i, "task": pickle.dumps(task)} for i, (_, task) in tasks.items()]
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # One file per block, so each outcome streams back as soon as its file is done and a
+        # lost node costs only its own files. Actors, not tasks: each starts its sandbox once,
+        # and with two files queued at every actor it never waits for the driver between files.
+        # An actor that dies is not restarted and its files are not retried by Ray (a shrunk
+        # cluster could not place it again): they come back missing and go in the next pool.
+        pool = ray.data.ActorPoolStrategy(min_size=1, max_size=min(cpus, len(rows)),
+                                          initial_size=min(cpus, len(rows)), max_tasks_in_flight_per_actor=2)
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates ray_remote_args, with no named replacement for these two;
+            # Ray Data's defaults (-1) restart an actor and retry its tasks forever.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
+                _Extractor, fn_constructor_args=(self.limits,), compute=pool, num_cpus=1,
+                max_restarts=0, max_task_retries=0)
         try:
-            with task.fs.open_input_stream(task.path) as f:
-                task = dataclasses.replace(task, data=f.read(), fs=None)
-        except OSError as err:  # gone meanwhile: the driver sees that and removes it
-            problem = (f"cannot read it on Ray node {socket.gethostname()} ({_first_line(err)}); check "
-                       "that node's credentials for the object store")
-    elif task.data is None and not os.path.exists(task.path):
-        problem = (f"not found on Ray node {socket.gethostname()}: put the files where every node sees "
-                   "them at the same path, or raise --ship-max to send them with the tasks")
-    if problem:  # the node could not read it: retried next run, like a file that cannot be read
-        outcome = _Outcome("lost", problem)
-    else:
-        sandbox = _sandboxes.get(limits) or _sandboxes.setdefault(limits, Sandbox(1, limits))
-        try:
-            outcome = sandbox.outcome(sandbox.submit(task))
-        except WorkersFailed:
-            _sandboxes.pop(limits).close(completed=False)  # the next task starts a fresh one
-            raise
-    return {"i": row["i"], "outcome": pickle.dumps(outcome)}
+            for row in ds.iter_rows():
+                yield row["i"], pickle.loads(row["outcome"])
+        except ray.exceptions.RayError:  # the pool itself failed (actors lost): the rest go again
+            log.debug("Ray extraction pool failed", exc_info=True)
+
+
+class _Extractor:
+    """One actor of the extraction pool: a one-worker ``Sandbox`` on its node, kept for all
+    its files, so every file runs under the same limits as in a local run."""
+
+    def __init__(self, limits: Limits) -> None:
+        from docqa.indexer import Sandbox
+
+        self.limits = limits
+        self.sandbox: Sandbox = Sandbox(1, limits)
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        from docqa.indexer import Sandbox, WorkersFailed, _Outcome
+
+        task: ExtractTask = pickle.loads(row["task"])
+        problem = ""
+        if task.fs is not None:
+            # Read here, not in the sandbox: its limits are for extraction, not a slow download.
+            try:
+                with task.fs.open_input_stream(task.path) as f:
+                    task = dataclasses.replace(task, data=f.read(), fs=None)
+            except OSError as err:  # gone meanwhile: the driver sees that and removes it
+                problem = (f"cannot read it on Ray node {socket.gethostname()} ({_first_line(err)}); check "
+                           "that node's credentials for the object store")
+        elif task.data is None and not os.path.exists(task.path):
+            problem = (f"not found on Ray node {socket.gethostname()}: put the files where every node sees "
+                       "them at the same path, or raise --ship-max to send them with the tasks")
+        if problem:  # the node could not read it: retried next run, like a file that cannot be read
+            outcome = _Outcome("lost", problem)
+        else:
+            try:
+                outcome = self.sandbox.outcome(self.sandbox.submit(task))
+            except WorkersFailed:
+                self.sandbox.close(completed=False)
+                self.sandbox = Sandbox(1, self.limits)  # for the next file; this one goes again
+                raise
+        return {"i": row["i"], "outcome": pickle.dumps(outcome)}
 
 
 # -- batch answering ------------------------------------------------------------------------
@@ -200,7 +231,7 @@ def read_on_ray(qa: DocQA, chunks: Iterable[list[BatchQuestion]], passages: int,
     actors = max(1, min(actors, len(chunks)))
     rows = [{"i": i, "chunk": pickle.dumps(chunk)} for i, chunk in enumerate(chunks)]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # see RayExecutor._run_chunk
+        warnings.simplefilter("ignore", DeprecationWarning)  # see RayExecutor._map
         ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
             _Reader, fn_constructor_args=(str(qa.index_path.resolve()), args, passages), concurrency=actors,
             num_cpus=cpus, num_gpus=gpus_per_actor or None, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES)
