@@ -17,6 +17,7 @@ import pickle
 import socket
 import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from docqa.errors import DocQAError
@@ -172,8 +173,12 @@ class _Extractor:
     its files, so every file runs under the same limits as in a local run."""
 
     def __init__(self, limits: Limits) -> None:
-        from docqa.indexer import Sandbox
+        from docqa.indexer import Sandbox, _main_not_rerun
 
+        # This process's __main__ is Ray's worker script: hidden for the actor's life (the sandbox
+        # may start a worker at any time), or every sandbox worker would import it, and Ray.
+        self._main_hidden = ExitStack()
+        self._main_hidden.enter_context(_main_not_rerun())
         self.limits = limits
         self.sandbox: Sandbox = Sandbox(1, limits)
 
