@@ -33,7 +33,6 @@ MIN_LETTERS_NUMBERED = 10
 
 _DIGITS = re.compile(r"\d+")
 _SPACES = re.compile(r"\s+")
-_BLANK_LINE_RUNS = re.compile(r"\n{3,}")
 
 
 def strip_furniture(pages: Sequence[str]) -> list[str]:
@@ -58,10 +57,8 @@ def strip_furniture(pages: Sequence[str]) -> list[str]:
     for page, page_lines, page_keys in zip(pages, lines, keys):
         drop = {i for i, key in enumerate(page_keys) if key in furniture and key in seen}
         seen.update(key for key in page_keys if key in furniture)
-        if drop:
-            kept = "\n".join(line for i, line in enumerate(page_lines) if i not in drop)
-            page = _BLANK_LINE_RUNS.sub("\n\n", kept).strip()
-        out.append(page)
+        # (blank lines left behind are the caller's: clean_text collapses them)
+        out.append("\n".join(line for i, line in enumerate(page_lines) if i not in drop) if drop else page)
     return out
 
 
