@@ -574,6 +574,45 @@ def run_vectors(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def run_offtopic(args: argparse.Namespace) -> str:
+    """How often a question is called off topic (``SearchResult.off_topic``: its closest passage
+    is below the embedder's ``unrelated_ceiling``), for questions about the indexed collection
+    (SQuAD dev's held-out articles 40-47 against all 48 articles; PolicyQA dev's questions
+    against its policies) and about another one (each set against the other's index), at the
+    shipped percentile of the probe pairs' unrelated cosines and at others."""
+    from docqa.dense import UNRELATED_QUANTILE
+    from docqa.probes import PAIRS
+
+    squad = [q.question for q in answerable(load_squad(DATASETS["squad-dev"], articles=slice(40, 48)))]
+    policy = sorted({q.question for q in answerable(load_squad(DATASETS["policyqa-dev"]))})
+    sets = {"squad-dev": ("SQuAD 40-47", squad[:: args.every]), "policyqa-dev": ("PolicyQA", policy[:: args.every])}
+    quantiles = sorted({99.0, UNRELATED_QUANTILE, 99.8, 100.0})
+    lines = [f"| index | questions | n | closest cosine p10 / p50 / p90 | "
+             + " | ".join(f"off topic, {q:g}th pct{' (shipped)' if q == UNRELATED_QUANTILE else ''}" for q in quantiles)
+             + " |", "|---|---|---:|---|" + "---:|" * len(quantiles)]
+    for index in sets:
+        path = dataset_index(index, PORTER, args.work)
+        embed(path)
+        with Store(path) as store:
+            retriever = HybridRetriever(store)
+            embedder = retriever.embedder
+            unrelated = np.stack([embedder.encode_query(q) for q, _ in PAIRS]) @ embedder.encode([p for _, p in PAIRS]).T
+            unrelated = unrelated[~np.eye(len(PAIRS), dtype=bool)]
+            ceilings = [float(np.percentile(unrelated, q)) for q in quantiles]
+            assert abs(embedder.unrelated_ceiling() - ceilings[quantiles.index(UNRELATED_QUANTILE)]) < 1e-6
+            for label, questions in sets.values():
+                closest = np.array([max(retriever.cosines(q, None, []).values()) for q in questions])
+                shipped = 100 * np.mean([retriever.search(q).off_topic for q in questions])
+                cells = [f"{100 * np.mean(closest < c):.1f}%" for c in ceilings]
+                assert cells[quantiles.index(UNRELATED_QUANTILE)] == f"{shipped:.1f}%"
+                p10, p50, p90 = np.percentile(closest, [10, 50, 90])
+                lines.append(f"| {index} | {label}{'' if sets[index][0] == label else ' (another collection)'} | "
+                             f"{len(questions)} | {p10:.2f} / {p50:.2f} / {p90:.2f} | " + " | ".join(cells) + " |")
+    lines.append("\nunrelated cosines of the probe pairs at those percentiles: "
+                 + ", ".join(f"{q:g}th {c:.3f}" for q, c in zip(quantiles, ceilings)))
+    return "\n".join(lines)
+
+
 # -- command line ------------------------------------------------------------------------------
 
 
@@ -610,10 +649,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     vectors = sub.add_parser("vectors", help="exact cosine top-100 time at 100k-1M vectors")
     vectors.add_argument("--sizes", default="100000,1000000")
     vectors.add_argument("--questions", type=int, default=50)
+    offtopic = sub.add_parser("offtopic", help="questions called off topic, about the collection and about another")
+    offtopic.add_argument("--every", type=int, default=1, help="every n-th question of each set")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    if args.command in ("speed", "cold", "vectors"):
-        print({"speed": run_speed, "cold": run_cold, "vectors": run_vectors}[args.command](args))
+    if args.command in ("speed", "cold", "vectors", "offtopic"):
+        print({"speed": run_speed, "cold": run_cold, "vectors": run_vectors, "offtopic": run_offtopic}[args.command](args))
     elif args.command == "recall":
         print(recall_table(run_recall(args)))
     elif args.command == "scale":

@@ -204,6 +204,8 @@ def analyse(args: argparse.Namespace) -> None:
         _scale_table(data, args.k, args.mu, gold)
         if args.semantic:
             _semantic_table(data, args.k, args.mu, gold)
+        if args.off_topic:
+            _off_topic_table(data, args.k, args.mu, gold, args.off_topic)
 
 
 def _versus_section_8(data: dict, k: int, gold: float) -> None:
@@ -343,6 +345,40 @@ def _semantic_table(data: dict, k: int, mu: float, gold: float) -> None:
         rank._sentence_match = words
 
 
+def _off_topic_table(data: dict, k: int, mu: float, gold: float, index: Path) -> None:
+    """What calling questions off topic (their closest passage in ``index``, the one they were
+    read from, below a percentile of the probe pairs' unrelated cosines) costs these questions,
+    all about the collection: the off-topic ones abstain on top of the threshold's."""
+    import numpy as np
+
+    from docqa.dense import UNRELATED_QUANTILE
+    from docqa.probes import PAIRS
+    from docqa.retrieve import HybridRetriever
+    from docqa.store import Store
+
+    records = data["records"]
+    with Store(index, readonly=True) as store:
+        retriever = HybridRetriever(store)
+        embedder = retriever.embedder
+        unrelated = np.stack([embedder.encode_query(q) for q, _ in PAIRS]) @ embedder.encode([p for _, p in PAIRS]).T
+        unrelated = unrelated[~np.eye(len(PAIRS), dtype=bool)]
+        closest = np.array([max(retriever.cosines(r.question.question, None, []).values()) for r in records])
+    answered = np.array([scores(r, ranked(r, k, mu))[1] for r in records])
+    shown = [ranked(r, k, mu, threshold=DEFAULT_THRESHOLD) for r in records]
+    kept = np.array([scores(r, s)[1] for r, s in zip(records, shown)])
+    withheld = np.array([s.abstained for s in shown])
+    print(f"\noff topic at k={k}, mu={mu}: questions whose closest passage is below the percentile of unrelated cosines")
+    print("| percentile | cosine | off topic | their F1 answering all | F1 with threshold + off topic | open/gold | abstained |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for percentile in sorted({99.0, UNRELATED_QUANTILE, 99.8, 100.0}):
+        ceiling = float(np.percentile(unrelated, percentile))
+        off = closest < ceiling
+        f_thr = 100 * np.where(off, 0.0, kept).mean()
+        their = f"{100 * answered[off].mean():.1f}" if off.any() else "-"
+        print(f"| {percentile:g} | {ceiling:.3f} | {100 * off.mean():.1f}% | {their} | {f_thr:.1f} | "
+              f"{f_thr / gold:.1%} | {100 * (withheld | off).mean():.1f}% |")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -367,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     a.add_argument("-k", type=int, default=10, help="passages read, for the mu/threshold/temperature tables")
     a.add_argument("--mu", type=float, default=None, help="with it: threshold and temperature tables")
     a.add_argument("--semantic", action="store_true", help="with --mu: the semantic sentence part's table")
+    a.add_argument("--off-topic", type=Path, metavar="INDEX",
+                   help="with --mu: what calling questions off topic costs, with the embedded index they were read from")
     args = parser.parse_args(argv)
     {"passages": passages, "read": read, "analyse": analyse}[args.command](args)
 

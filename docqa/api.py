@@ -321,47 +321,54 @@ class DocQA:
               mu: float | None = None) -> list[Reading]:
         retrieve_s = (time.perf_counter() - t0) / max(1, len(questions))
         contexts = [[self._context(h) for h in r.hits] for r in results]
+        # ask's staged reading does not read a question the threshold withholds anyway.
+        unread = {q for q, r in enumerate(results) if mu is not None and r.off_topic and self.threshold > 0}
         reader = self.reader
         load_s = 0.0
-        if not reader.loaded and any(contexts):
+        if not reader.loaded and any(c for q, c in enumerate(contexts) if q not in unread):
             t1 = time.perf_counter()
             reader.load()
             load_s = time.perf_counter() - t1
         t2 = time.perf_counter()
-        spans = self._spans(questions, results, contexts, mu) if any(contexts) else [[] for _ in questions]
+        spans = self._spans(questions, results, contexts, mu, unread) if any(contexts) else [[] for _ in questions]
         read_s = (time.perf_counter() - t2) / max(1, len(questions))
         timings = Timings(retrieve_s=retrieve_s, read_s=read_s, load_s=load_s)
         return [
-            Reading(question=q, hits=r.hits, contexts=tuple(c), spans=tuple(s), timings=timings)
+            Reading(question=q, hits=r.hits, contexts=tuple(c), spans=tuple(s), timings=timings, off_topic=r.off_topic)
             for q, r, c, s in zip(questions, results, contexts, spans)
         ]
 
     def _spans(self, questions: list[str], results: list[SearchResult], contexts: list[list[Context]],
-               mu: float | None) -> list[list[Span]]:
-        """Each question's spans: from all its contexts, or (given ``mu``) as ``read_batch`` says."""
+               mu: float | None, unread: set[int]) -> list[list[Span]]:
+        """Each question's spans: from all its contexts, or (given ``mu``) as ``read_batch`` says,
+        none for the questions in ``unread``."""
         from docqa.reader import best_per_location
 
         if mu is None:
             return self.reader.read(questions, contexts)
         spans: list[list[Span]] = [[] for _ in questions]
-        open_, done = list(range(len(questions))), 0
+        open_, done = [q for q in range(len(questions)) if q not in unread], 0
         for upto in (*READ_STAGES, max(map(len, contexts))):
+            if not open_:
+                break
             read = self.reader.read([questions[q] for q in open_], [contexts[q][done:upto] for q in open_])
             for q, found in zip(open_, read):
                 spans[q] = best_per_location([*spans[q], *found])
             open_ = [q for q in open_ if could_change(questions[q], spans[q], results[q].hits, contexts[q][upto:], mu)]
             done = upto
-            if not open_:
-                break
         return spans
 
     def rank(self, reading: Reading, top_k: int = 3, mu: float | None = None,
              threshold: float | None = None) -> AskResult:
-        """Answers from a ``read_batch`` result; ``mu``/``threshold`` default to the tuned ones."""
+        """Answers from a ``read_batch`` result; ``mu``/``threshold`` default to the tuned ones.
+        An off-topic question abstains wherever a threshold applies (``threshold`` > 0)."""
+        threshold = self.threshold if threshold is None else threshold
+        if reading.off_topic and threshold > 0:
+            return AskResult(question=reading.question, answers=(), timings=reading.timings, abstained=True,
+                             passages=reading.hits[:3], off_topic=True)
         ranked = rank_answers(
             reading.spans, reading.hits, page_of=self._page_of, question=reading.question, top_n=top_k,
-            mu=DEFAULT_MU if mu is None else mu,
-            threshold=self.threshold if threshold is None else threshold,
+            mu=DEFAULT_MU if mu is None else mu, threshold=threshold,
         )
         return AskResult(
             question=reading.question,
@@ -369,6 +376,7 @@ class DocQA:
             timings=reading.timings,
             abstained=ranked.abstained,
             passages=reading.hits[:3] if ranked.abstained else (),
+            off_topic=reading.off_topic,
         )
 
     def _context(self, hit: Hit) -> Context:

@@ -511,7 +511,8 @@ def _print_answers(result: AskResult, explain_mu: float | None) -> None:
         if not result.passages:
             click.echo("not found: no passage of the indexed documents matches the question")
             return
-        click.echo("not found in the indexed documents; the closest passages:")
+        why = " (none of them is about this question)" if result.off_topic else ""
+        click.echo(f"not found in the indexed documents{why}; the closest passages:")
         for h in result.passages:
             click.echo(click.style(f"  {h.path}, page {h.page}", bold=True) + f"  {_one_line(h.text, 200)}")
         return

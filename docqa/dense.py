@@ -19,6 +19,7 @@ transformers are imported only to export the model or where onnxruntime is missi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -47,6 +48,11 @@ INSTALL_HINT = "pip install 'docqa[dense]'"
 POOLINGS = ("mean", "cls", "max", "lasttoken")
 EXPORT_FORMAT = 2  # bump when the exported files change meaning
 PRECISIONS = ("auto", "int8", "bf16", "fp32")
+# Of the cosines of unrelated question/passage pairs (docqa.probes), the one a question's closest
+# passage must beat to count as on topic: the 99.5th percentile. Of SQuAD dev's held-out questions
+# 0-0.3% fell below it, of questions about another collection most (docs/bench-retrieval.md).
+UNRELATED_QUANTILE = 99.5
+CEILING_FILE = "unrelated.json"
 
 
 def _bundled_folder() -> Path | None:
@@ -207,6 +213,7 @@ class Embedder:
         self._tokenizer: Any = None
         self._onnx: Any = None  # questions: (session, tokenizers.Tokenizer, input names), or False: none
         self._int8: Any = None  # passages: the same, padded batches, or False: none
+        self._ceiling: float | None = None  # unrelated_ceiling(), once measured or read
         self._lock = threading.Lock()
 
     @property
@@ -308,6 +315,46 @@ class Embedder:
         feeds = {"input_ids": [enc.ids], "attention_mask": [enc.attention_mask], "token_type_ids": [enc.type_ids]}
         hidden = session.run(None, {n: np.asarray(feeds[n], dtype=np.int64) for n in names})[0]
         return pool(hidden, np.asarray([enc.attention_mask]), self.spec.pooling)[0]
+
+    def unrelated_ceiling(self) -> float:
+        """How similar this model finds a question and a text about something else: the
+        ``UNRELATED_QUANTILE`` percentile of the cosines of ``docqa.probes``' questions with the
+        other pairs' passages, embedded as questions and passages are. Measured on the model
+        itself, so it holds for any model's scale; a question whose closest passage is below it
+        is about nothing in the collection. Cached beside the model's ONNX export."""
+        if self._ceiling is None:
+            self._ceiling = self._read_ceiling() or self._measure_ceiling()
+        return self._ceiling
+
+    def _ceiling_key(self) -> dict[str, Any]:
+        from docqa.probes import PAIRS
+
+        digest = hashlib.sha256(json.dumps([UNRELATED_QUANTILE, PAIRS]).encode()).hexdigest()[:16]
+        return {"probes": digest, "passages": self.passage_precision()}
+
+    def _read_ceiling(self) -> float | None:
+        try:
+            data = json.loads((self.onnx_dir() / CEILING_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return float(data["ceiling"]) if isinstance(data, dict) and data.get("key") == self._ceiling_key() else None
+
+    def _measure_ceiling(self) -> float:
+        import numpy as np
+
+        from docqa.probes import PAIRS
+
+        questions = np.stack([self.encode_query(q) for q, _ in PAIRS])
+        passages = self.encode([p for _, p in PAIRS])
+        cosines = questions @ passages.T
+        ceiling = float(np.percentile(cosines[~np.eye(len(PAIRS), dtype=bool)], UNRELATED_QUANTILE))
+        target = self.onnx_dir()
+        if target.is_dir():  # next to an export: a later process reads it instead of measuring
+            with contextlib.suppress(OSError):
+                tmp = target / f"{CEILING_FILE}.{os.getpid()}"
+                tmp.write_text(json.dumps({"key": self._ceiling_key(), "ceiling": ceiling}))
+                os.replace(tmp, target / CEILING_FILE)
+        return ceiling
 
     # -- the ONNX question encoder --------------------------------------------------------------
 
@@ -454,7 +501,8 @@ def embed_index(store: Store, embedder: Embedder, *, batch: int = 256,
         done, after = done + len(chunk), chunk[-1][0]
         if progress is not None:
             progress(done, total)
-    embedder.export_onnx()
+    if embedder.export_onnx():
+        embedder.unrelated_ceiling()  # measured once here, so no search has to
     return done
 
 

@@ -315,5 +315,5 @@ def ask_result(data: dict[str, Any]) -> AskResult:
 
     return AskResult(question=data["question"], answers=tuple(answer(a) for a in data["answers"]),
                      timings=Timings(**data["timings"]), abstained=data["abstained"],
-                     passages=tuple(Hit(**h) for h in data["passages"]))
+                     passages=tuple(Hit(**h) for h in data["passages"]), off_topic=data.get("off_topic", False))
 

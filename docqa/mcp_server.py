@@ -57,7 +57,8 @@ def create_server(qa: DocQA) -> MCPServer:
             passages: Annotated[int, Field(ge=1, le=50)] = 10, paths: Paths = None) -> dict[str, Any]:
         """Answer from the indexed documents: exact answer spans, best first, with confidence and
         citations (path, page, offsets, surrounding context). `abstained: true` means the answer
-        is not in the documents; `passages` then holds the closest ones. The JSON of
+        is not in the documents (`off_topic: true`: they are not about the question at all);
+        `passages` then holds the closest ones. The JSON of
         `docqa ask --json`. The first call loads the reader model (seconds)."""
         return run(lambda: dataclasses.asdict(qa.ask(question, top_k=top_k, passages=passages, paths=paths)))
 

@@ -393,13 +393,18 @@ class _Scorer:
     def scores(self, query: Query, k: int, doc_ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
         raise NotImplementedError
 
+    def judged(self, query: Query, k: int, doc_ids: Sequence[int] | None) -> tuple[list[tuple[int, float]], bool]:
+        """``scores``, and whether the question is off topic (only a dense retriever can tell)."""
+        return self.scores(query, k, doc_ids), False
+
     def search(self, question: str, k: int = 10, paths: Sequence[str] | None = None) -> SearchResult:
         k = _check_k(k)
         with _sqlite_errors(self.store):
             query = self.query(question)
             doc_ids = matching_documents(self.store, paths) if paths else None
-            scored = self.scores(query, k, doc_ids) if doc_ids != [] else []
-            return SearchResult(question=question, retriever=self.name, hits=_hits(self.store, scored))
+            scored, off_topic = self.judged(query, k, doc_ids) if doc_ids != [] else ([], False)
+            return SearchResult(question=question, retriever=self.name, hits=_hits(self.store, scored),
+                                off_topic=off_topic)
 
 
 class FTS5Retriever(_Scorer):
@@ -704,13 +709,20 @@ class HybridRetriever(_Scorer):
         self._vectors: tuple[int, Any, Any, Any] | None = None  # (generation, ids, documents, matrix)
 
     def scores(self, query: Query, k: int, doc_ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        return self.judged(query, k, doc_ids)[0]
+
+    def judged(self, query: Query, k: int, doc_ids: Sequence[int] | None) -> tuple[list[tuple[int, float]], bool]:
+        """Off topic: no passage searched is closer to the question than unrelated texts are
+        to each other (``Embedder.unrelated_ceiling``), however many words they share."""
         lexical = self.lexical.scores(query, self.candidates, doc_ids)
         cosines = self.cosines(query.question, doc_ids, [pid for pid, _ in lexical])
         fused = fuse(lexical, cosines, max(k, PHRASE_DEPTH), self.weight)
-        return with_phrases(self.store, query.question, fused)[:k]
+        off_topic = bool(cosines) and max(cosines.values()) < self.embedder.unrelated_ceiling()
+        return with_phrases(self.store, query.question, fused)[:k], off_topic
 
     def cosines(self, question: str, doc_ids: Sequence[int] | None, also: Sequence[int]) -> dict[int, float]:
-        """Cosine of the question with its ``candidates`` nearest passages and with ``also``."""
+        """Cosine of the question with its ``candidates`` nearest passages (the nearest of all
+        those searched among them) and with ``also``."""
         import numpy as np
 
         _, ids, documents, matrix = self._load()

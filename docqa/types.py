@@ -192,9 +192,13 @@ class Hit:
 
 @dataclass(frozen=True)
 class SearchResult:
+    """``off_topic``: the dense retriever found no passage closer to the question than texts
+    about different things are to each other: the collection is not about what it asks."""
+
     question: str
     retriever: str
     hits: tuple[Hit, ...]
+    off_topic: bool = False
 
 
 @dataclass(frozen=True)
@@ -267,11 +271,13 @@ class Reading:
     contexts: tuple[Context, ...]
     spans: tuple[Span, ...]
     timings: Timings = field(default_factory=Timings)
+    off_topic: bool = False  # as its SearchResult said
 
 
 @dataclass(frozen=True)
 class AskResult:
-    """Answers to one question, best first. ``abstained`` means none passed the threshold:
+    """Answers to one question, best first. ``abstained`` means none passed the threshold, or
+    the question is ``off_topic`` (``SearchResult.off_topic``; then nothing was read):
     ``answers`` is then empty and ``passages`` holds the best hits to show instead."""
 
     question: str
@@ -279,6 +285,7 @@ class AskResult:
     timings: Timings = field(default_factory=Timings)
     abstained: bool = False
     passages: tuple[Hit, ...] = ()
+    off_topic: bool = False
 
     # Iterating an AskResult iterates its answers: `for a in qa.ask(q): ...`.
     def __iter__(self) -> Iterator[Answer]:

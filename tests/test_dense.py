@@ -365,4 +365,62 @@ def test_paraphrased_questions_find_their_passage_with_the_bundled_model(tmp_pat
         assert hybrid.name == "hybrid"
         for question, path in QUESTIONS.items():
             assert path not in [h.path for h in bm25.search(question, k=1).hits]
-            assert hybrid.search(question, k=1).hits[0].path == path, question
+            found = hybrid.search(question, k=1)
+            assert found.hits[0].path == path and not found.off_topic, question
+            # Asked only of another document, the question is about nothing searched.
+            other = next(p for p in PARAPHRASED if p != path)
+            assert hybrid.search(question, paths=[other]).off_topic, question
+        for question in OFF_TOPIC:
+            found = hybrid.search(question)
+            assert found.off_topic and found.hits, question  # flagged, the closest passages still there
+
+
+OFF_TOPIC = ("How do I bake sourdough bread?", "Who won the 1998 World Cup?", "What is the capital of Mongolia?")
+
+
+def test_off_topic_questions_are_not_read_and_say_why(tmp_path: Path, tiny_model_dir: Path) -> None:
+    if not dense.available():
+        pytest.skip(f"{DEFAULT_EMBEDDER} is not installed ({dense.INSTALL_HINT})")
+    from docqa.api import DocQA
+
+    index = tmp_path / "faq.db"
+    with Store(index, create=True) as s:
+        for path, text in PARAPHRASED.items():
+            put_text(s, path, text)
+        embed_index(s, Embedder())
+    with DocQA(index, model=str(tiny_model_dir)) as qa:
+        result = qa.ask(OFF_TOPIC[0])
+        assert (result.abstained, result.off_topic, result.answers) == (True, True, ())
+        assert result.passages and not qa.reader.loaded  # nothing was worth reading
+        assert not qa.ask("How can I get my money back?").off_topic and qa.reader.loaded
+    with DocQA(index, model=str(tiny_model_dir), threshold=0) as qa:  # answer everything: still flagged
+        result = qa.ask(OFF_TOPIC[0])
+        assert result.answers and result.off_topic and not result.abstained
+    runner = CliRunner()
+    args = ["ask", OFF_TOPIC[0], "-i", str(index), "--model", str(tiny_model_dir), "--no-server"]
+    out = runner.invoke(cli, args, catch_exceptions=False)
+    assert out.output.splitlines()[0] == (
+        "not found in the indexed documents (none of them is about this question); the closest passages:")
+    data = json.loads(runner.invoke(cli, [*args, "--json"], catch_exceptions=False).output)
+    assert (data["abstained"], data["off_topic"], data["answers"]) == (True, True, [])
+    data = json.loads(runner.invoke(cli, ["search", OFF_TOPIC[0], "-i", str(index), "--json"]).output)
+    assert data["off_topic"] is True and data["hits"]
+
+
+def test_the_unrelated_ceiling_is_the_models_own_and_measured_once(
+        embedder: Embedder, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from docqa.probes import PAIRS
+
+    embedder.export_onnx()
+    questions = np.stack([embedder.encode_query(q) for q, _ in PAIRS])
+    cosines = questions @ embedder.encode([p for _, p in PAIRS]).T
+    unrelated = cosines[~np.eye(len(PAIRS), dtype=bool)]
+    ceiling = embedder.unrelated_ceiling()
+    assert ceiling == pytest.approx(np.percentile(unrelated, dense.UNRELATED_QUANTILE), abs=1e-6)
+    assert np.mean(unrelated < ceiling) == pytest.approx(dense.UNRELATED_QUANTILE / 100, abs=0.01)
+    assert (embedder.onnx_dir() / dense.CEILING_FILE).is_file()
+    monkeypatch.setattr(Embedder, "_measure_ceiling", lambda self: pytest.fail("measured again"))
+    assert Embedder(str(tiny_model_dir), precision="fp32").unrelated_ceiling() == ceiling  # read back
+    monkeypatch.setattr(dense, "UNRELATED_QUANTILE", 90.0)  # another rule: the cached value is not it
+    monkeypatch.setattr(Embedder, "_measure_ceiling", lambda self: -1.0)
+    assert Embedder(str(tiny_model_dir), precision="fp32").unrelated_ceiling() == -1.0

@@ -137,7 +137,8 @@ form.addEventListener("submit", async (event) => {
 function showResult(result) {
   const body = [];
   if (result.abstained) {
-    body.push(el("p", { class: "abstain", text: "Not found in the indexed documents." }));
+    const why = result.off_topic ? " None of them is about this question." : "";
+    body.push(el("p", { class: "abstain", text: `Not found in the indexed documents.${why}` }));
     if (result.passages.length) {
       body.push(el("p", { text: "The closest passages:" }));
       body.push(el("ol", { class: "passages" }, ...result.passages.map(passageItem)));
