@@ -48,6 +48,13 @@ MIN_COLUMN = 0.2
 MAX_PAGE_CHARS = 40_000
 # Time kept back for the rest of the file when a deadline is near.
 MARGIN_S = 2.0
+# pdfminer joins glyphs into one line while the gap between them is under this many glyph
+# widths. Its default, 2.0, bridges the gutter of a tightly set page: i1040nr's line "of physical
+# presence in 2007, but only" became one line with the next column's heading "Who Must File",
+# and many paragraphs took lines of their neighbour column. 1.5 keeps every column apart on the
+# shared PDFs while a bold run-in heading ("Exception. You do not have to...") stays in its
+# line; 1.0 cut those (docs/bench-index.md).
+CHAR_MARGIN = 1.5
 
 
 class Runs:
@@ -90,7 +97,7 @@ def read_in_columns(data: bytes, numbers: Sequence[int], pypdf_texts: dict[int, 
     out: dict[int, str] = {}
     # boxes_flow=None: pdfminer's own box ordering reads two paragraphs that sit side by side
     # at the same height as neighbours (left, right, left...); it is also its slowest step.
-    pages = extract_pages(io.BytesIO(data), password=password or "", laparams=LAParams(boxes_flow=None),
+    pages = extract_pages(io.BytesIO(data), password=password or "", laparams=LAParams(boxes_flow=None, char_margin=CHAR_MARGIN),
                           page_numbers=[n - 1 for n in wanted])
     for number in wanted:
         if deadline is not None and time.monotonic() > deadline - MARGIN_S:

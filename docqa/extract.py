@@ -58,7 +58,8 @@ _PASS_THROUGH = (MemoryError, TimeoutError)
 # pdf 2: pages drawn row by row across columns are read column by column (docqa.columns).
 # pdf 3, pptx 2: running heads and feet (a deck's footer) kept only where they first appear
 # (docqa.furniture).
-EXTRACTION_VERSIONS = {"pdf": 3, "pptx": 2}
+# pdf 4: columns set close together are no longer joined line by line (docqa.columns.CHAR_MARGIN).
+EXTRACTION_VERSIONS = {"pdf": 4, "pptx": 2}
 
 
 def extraction_version(kind: str) -> int:

@@ -181,6 +181,12 @@ def test_a_manual_drawn_row_by_row_across_its_columns_reads_column_by_column() -
     assert ("Interest, for example, may be effectively connected with a U.S. trade or business, "
             "it may not be, or it may be tax-exempt.") in pages[9]
     assert "Only the U.S. source income is included on line 8 as effectively connected wages." in pages[9]
+    # Columns set close together stay apart (the next column's heading used to join this line)...
+    assert "counting all the days of physical presence in 2007, but only 1/3 the number of days" in " ".join(
+        pages[1].split())
+    assert "\n\nWho Must File\nFile Form 1040NR if any of the" in pages[1]
+    # ... and a bold run-in heading stays at the start of its paragraph.
+    assert "Exception. You do not have to complete Form" in " ".join(pages[19].split())
     # The tax table is drawn row by row too, and read best that way: its rows stay whole.
     assert "At But Single Qualifying Married At But Single Qualifying Married" in pages[42]
 
