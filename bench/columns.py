@@ -13,6 +13,10 @@ markdown table.
 from __future__ import annotations
 
 import argparse
+import io
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,11 +83,54 @@ def _in_process(self: object, jobs: Iterable[tuple[object, indexer.ExtractTask]]
         yield job, indexer.extract_and_split(task)
 
 
+def trigrams(text: str) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i : i + 3]) for i in range(len(words) - 2)}
+
+
+def reading_order_table() -> None:
+    """Reading order on the re-read pages against poppler's ``pdftotext`` (its own flow
+    analysis, another program's view of the same pages): the share of each text's word trigrams
+    that pdftotext's text of the page also has. A line joined across the gutter or a paragraph
+    read into its neighbour makes trigrams no column holds. Skipped without pdftotext."""
+    import pypdf
+
+    if shutil.which("pdftotext") is None:
+        print("\n(pdftotext not installed: no reading-order table; apt install poppler-utils)")
+        return
+    data = PDF.read_bytes()
+    reader = pypdf.PdfReader(io.BytesIO(data))
+    pypdf_texts, pages = {}, []
+    for n, page in enumerate(reader.pages, 1):  # as docqa's extraction decides which pages to re-read
+        runs = columns.Runs()
+        pypdf_texts[n] = page.extract_text(visitor_text=runs)
+        if runs.interleaved(page):
+            pages.append(n)
+    reference = {n: trigrams(subprocess.run(["pdftotext", "-f", str(n), "-l", str(n), str(PDF), "-"],
+                                            capture_output=True, text=True, check=True).stdout) for n in pages}
+    rows = {"pypdf's stream order": pypdf_texts}
+    shipped = columns.CHAR_MARGIN
+    for margin in sorted({2.0, shipped, 1.0}, reverse=True):
+        note = " (docqa)" if margin == shipped else " (pdfminer's default)" if margin == 2.0 else ""
+        with mock.patch.object(columns, "CHAR_MARGIN", margin):
+            rows[f"column by column, char_margin {margin}{note}"] = columns.read_in_columns(data, pages, pypdf_texts)
+    print(f"\nreading order on the {len(pages)} re-read pages vs pdftotext")
+    print("| page text | word trigrams also in pdftotext's | worst page |")
+    print("|---|---:|---:|")
+    for label, texts in rows.items():
+        shares = [(len(trigrams(texts[n]) & reference[n]), len(trigrams(texts[n]))) for n in pages]
+        print(f"| {label} | {100 * sum(a for a, _ in shares) / sum(b for _, b in shares):.1f}% | "
+              f"{100 * min(a / max(1, b) for a, b in shares):.1f}% |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(MODEL))
     parser.add_argument("--retriever", default="auto")
+    parser.add_argument("--order-only", action="store_true", help="only the reading-order table (no model)")
     args = parser.parse_args()
+    if args.order_only:
+        return reading_order_table()
     n = len(QUESTIONS)
     print(f"{PDF.name}: {n} questions, model {Path(args.model).name}, retriever {args.retriever}")
     print("| page text | index without embedding, s | hit@1 | hit@5 | hit@10 | top answer holds the gold answer | abstained |")
@@ -93,6 +140,7 @@ def main() -> None:
             c = run(args.model, args.retriever, in_columns, Path(tmp))
             cells = " | ".join(f"{c[key]:.0f}/{n}" for key in ("hit@1", "hit@5", "hit@10", "answer", "abstained"))
             print(f"| {label} | {c['extract s']:.1f} | {cells} |")
+    reading_order_table()
 
 
 if __name__ == "__main__":
