@@ -51,12 +51,18 @@ class RayFailed(DocQAError):
     pass
 
 
-def ray_module() -> Any:
+def ray_module(data: bool = True) -> Any:
+    """``ray``, with Ray Data imported too unless ``data`` is False."""
     # Ray Data logs every run's start and end to stderr; docqa reports runs itself.
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
+    # Ray Data's usage record of docqa's runs costs a detached actor per instance (a process
+    # that starts beside the extractors) and a thread polling for metrics in the driver.
+    os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
     try:
         import ray
-        import ray.data
+
+        if data:
+            import ray.data
     except ImportError as err:
         raise RayMissing(RAY_MISSING) from err
     return ray
@@ -66,7 +72,9 @@ def connect(address: str | None = None) -> bool:
     """Join the Ray cluster at ``address`` (``None``: ``$RAY_ADDRESS``, else start a local
     instance). Returns True when docqa started a local instance (every worker sees this
     machine's files). A connection already made in this process is reused."""
-    ray = ray_module()
+    # Ray Data is imported once connected: a new local instance starts its first workers as
+    # docqa joins it, and they start up meanwhile, ready for the extractors.
+    ray = ray_module(data=False)
     address = address or os.environ.get("RAY_ADDRESS") or None
     if not ray.is_initialized():
         try:
@@ -77,6 +85,7 @@ def connect(address: str | None = None) -> bool:
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise RayFailed(f"cannot connect to Ray at {address or 'a new local instance'} ({err}); "
                             "check the address (ray status on the head node)") from err
+    ray = ray_module()
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # docqa draws its own, on stderr
     ctx.enable_operator_progress_bars = False
@@ -89,9 +98,16 @@ def connect(address: str | None = None) -> bool:
 
 def disconnect() -> None:
     """Leave the cluster (a local instance docqa started stops)."""
-    ray = ray_module()
-    if ray.is_initialized():
-        ray.shutdown()
+    ray = ray_module(data=False)
+    if not ray.is_initialized():
+        return
+    # Of a local instance, Ray's shutdown stops the GCS before the autoscaler monitor, whose
+    # SIGTERM handler then reports to the stopped GCS until it is killed a second later: kill
+    # it first, as that second would, and the rest stop as usual (the same processes end).
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is not None and hasattr(node, "kill_monitor"):
+        node.kill_monitor(check_alive=False)
+    ray.shutdown()
 
 
 # -- indexing -------------------------------------------------------------------------------
