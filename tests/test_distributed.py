@@ -180,9 +180,10 @@ def test_ray_with_no_address_starts_its_own_instance_and_leaves_no_process_behin
     for n in range(3):
         (folder / f"essay-{n}.md").write_text(essay(n, 20), encoding="utf-8")
     # Every process the command starts (the instance's, their workers, the sandboxes) inherits it.
-    mark = f"DOCQA_TEST_RUN={os.getpid()}-{tmp_path.name}".encode()
+    run = f"{os.getpid()}-{tmp_path.name}"
+    mark = f"DOCQA_TEST_RUN={run}".encode()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_AUTH_MODE="disabled", DOCQA_TEST_RUN=mark.decode().split("=", 1)[1])
+    env.update(RAY_AUTH_MODE="disabled", DOCQA_TEST_RUN=run)
     proc = subprocess.run(docqa("index", folder, "-i", tmp_path / "i.db", "--json", "--ray"), capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
