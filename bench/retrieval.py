@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from docqa.datasets import Article, Question, load_squad, questions_of  # noqa: E402
 from docqa.evaluate import has_answer  # noqa: E402
-from docqa.dense import DEFAULT_EMBEDDER, Embedder  # noqa: E402
+from docqa.dense import DEFAULT_EMBEDDER, INT8_FILE, Embedder  # noqa: E402
 from docqa.retrieve import STOPWORDS, BM25Retriever, FTS5Retriever, HybridRetriever, Retriever  # noqa: E402
 from docqa.split import split_pages  # noqa: E402
 from docqa.store import DEFAULT_SETTINGS, DocumentRow, Store  # noqa: E402
@@ -509,7 +509,9 @@ def run_speed(args: argparse.Namespace) -> str:
         "torch bf16": Embedder(precision="bf16", threads=args.threads).encode,
         "onnxruntime fp32": onnx_encoder(onnx_dir / "model.onnx"),
         "onnxruntime int8 per tensor (rejected)": onnx_encoder(int8),
-        "onnxruntime int8 per channel (shipped: auto)": Embedder(precision="int8", threads=args.threads).encode,
+        "onnxruntime int8 per channel, one batch at a time on all threads (before)": onnx_encoder(onnx_dir / INT8_FILE),
+        "onnxruntime int8 per channel, a batch per thread at once (shipped: auto)":
+            Embedder(precision="int8", threads=args.threads).encode,
         "model2vec static, 256 dims (distilled)": StaticEmbedder().encode,
     }
     reference = fp32.encode(texts)

@@ -285,22 +285,35 @@ class Embedder:
         return "int8" if self._passage_session() else resolve_precision(self.precision)
 
     def _encode_onnx(self, onnx: Any, texts: Sequence[str], order: Sequence[int]) -> np.ndarray:
-        """``texts`` (sorted by length) through an ONNX session in padded batches; ``texts[j]``'s
-        vector goes to row ``order[j]``."""
+        """``texts`` (sorted by length) through an ONNX session in padded batches, one batch per
+        core at a time; ``texts[j]``'s vector goes to row ``order[j]``."""
+        from concurrent.futures import ThreadPoolExecutor
+
         import numpy as np
 
         session, tokenizer, names = onnx
-        out = np.empty((len(texts), 0), dtype=np.float32)
-        for start in range(0, len(texts), BATCH):
+
+        def batch(start: int) -> np.ndarray:
             encs = tokenizer.encode_batch(list(texts[start : start + BATCH]))
             feeds = {"input_ids": [e.ids for e in encs], "attention_mask": [e.attention_mask for e in encs],
                      "token_type_ids": [e.type_ids for e in encs]}
             hidden = session.run(None, {n: np.asarray(feeds[n], dtype=np.int64) for n in names})[0]
-            vectors = pool(hidden, np.asarray(feeds["attention_mask"]), self.spec.pooling)
-            if not out.shape[1]:
-                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
-            out[np.asarray(order[start : start + BATCH])] = vectors
+            return pool(hidden, np.asarray(feeds["attention_mask"]), self.spec.pooling)
+
+        out = np.empty((len(texts), 0), dtype=np.float32)
+        with ThreadPoolExecutor(self._workers()) as workers:
+            for start, vectors in zip(range(0, len(texts), BATCH), workers.map(batch, range(0, len(texts), BATCH))):
+                if not out.shape[1]:
+                    out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+                out[np.asarray(order[start : start + BATCH])] = vectors
         return out
+
+    def _workers(self) -> int:
+        """Passage batches run at once: one a core, each on one thread (onnxruntime spreading one
+        small batch over both cores was 1.1-1.5x slower: docs/bench-retrieval.md)."""
+        from docqa.reader import _cpu_count
+
+        return self.threads or _cpu_count()
 
     def encode_query(self, question: str) -> np.ndarray:
         """The unit vector of one question: through the ONNX export when there is one (no torch
@@ -403,8 +416,8 @@ class Embedder:
                 options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
                 options.add_session_config_entry("session.disable_prepacking", "1")
                 options.intra_op_num_threads = self.threads or 1
-            elif self.threads:
-                options.intra_op_num_threads = self.threads
+            else:
+                options.intra_op_num_threads = 1  # batches run side by side instead (_encode_onnx)
             session = onnxruntime.InferenceSession(str(target / name), options, providers=["CPUExecutionProvider"])
             tokenizer = Tokenizer.from_file(str(target / "tokenizer.json"))
         except Exception as err:  # noqa: BLE001 - a broken cache only means the slower torch path
