@@ -343,7 +343,7 @@ class Embedder:
         from docqa.probes import PAIRS
 
         digest = hashlib.sha256(json.dumps([UNRELATED_QUANTILE, PAIRS]).encode()).hexdigest()[:16]
-        return {"probes": digest, "passages": self.passage_precision()}
+        return {"probes": digest, "precision": self.precision}  # not passage_precision(): a search would open that encoder
 
     def _read_ceiling(self) -> float | None:
         try:
