@@ -285,9 +285,10 @@ def _hits(store: Store, scored: Sequence[tuple[int, float]]) -> tuple[Hit, ...]:
         )
     }
     hits = []
-    for pid, score in scored:
-        if pid not in rows:  # deleted since the scores were computed
-            continue
+    # Equal scores (the same text in two files) in path and position order, not in the order the
+    # passages were written, which differs between runs (Ray workers finish files in any order).
+    kept = [(pid, score) for pid, score in scored if pid in rows]  # not deleted since scored
+    for pid, score in sorted(kept, key=lambda ps: (-ps[1], rows[ps[0]][2], rows[ps[0]][5])):
         _, doc_id, path, page, last_page, start, end, text = rows[pid]
         hits.append(
             Hit(rank=len(hits) + 1, score=score, passage_id=pid, path=path, page=page,

@@ -437,3 +437,17 @@ def test_read_only_index(index: Path, questions: list[str]) -> None:
     with Store(index, readonly=True) as store:
         for name in ("fts5", "rank-bm25"):
             assert make_retriever(store, name).search(questions[0]).hits
+
+
+def test_equal_scores_come_in_path_order_whatever_order_the_files_were_written(tmp_path: Path) -> None:
+    text = "The pump must be primed before the first start. Open the bleed valve and fill the housing."
+    orders = (["b/manual.txt", "a/manual.txt", "c.txt"], ["c.txt", "a/manual.txt", "b/manual.txt"])
+    found = []
+    for n, paths in enumerate(orders):
+        with Store(tmp_path / f"{n}.db", create=True) as s:
+            for path in paths:
+                put_text(s, path, text)
+            hits = make_retriever(s, "fts5").search("How do I prime the pump?").hits  # every retriever's hits go through _hits
+            assert len({h.score for h in hits}) == 1  # a three-way tie
+            found.append([(h.rank, h.path) for h in hits])
+    assert all(f == [(1, "a/manual.txt"), (2, "b/manual.txt"), (3, "c.txt")] for f in found)
