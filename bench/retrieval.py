@@ -583,7 +583,6 @@ def run_offtopic(args: argparse.Namespace) -> str:
     against its policies) and about another one (each set against the other's index), at the
     shipped percentile of the probe pairs' unrelated cosines and at others."""
     from docqa.dense import UNRELATED_QUANTILE
-    from docqa.probes import PAIRS
 
     squad = [q.question for q in answerable(load_squad(DATASETS["squad-dev"], articles=slice(40, 48)))]
     policy = sorted({q.question for q in answerable(load_squad(DATASETS["policyqa-dev"]))})
@@ -598,8 +597,7 @@ def run_offtopic(args: argparse.Namespace) -> str:
         with Store(path) as store:
             retriever = HybridRetriever(store)
             embedder = retriever.embedder
-            unrelated = np.stack([embedder.encode_query(q) for q, _ in PAIRS]) @ embedder.encode([p for _, p in PAIRS]).T
-            unrelated = unrelated[~np.eye(len(PAIRS), dtype=bool)]
+            unrelated = embedder.unrelated_cosines()
             ceilings = [float(np.percentile(unrelated, q)) for q in quantiles]
             assert abs(embedder.unrelated_ceiling() - ceilings[quantiles.index(UNRELATED_QUANTILE)]) < 1e-6
             for label, questions in sets.values():

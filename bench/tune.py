@@ -352,16 +352,13 @@ def _off_topic_table(data: dict, k: int, mu: float, gold: float, index: Path) ->
     import numpy as np
 
     from docqa.dense import UNRELATED_QUANTILE
-    from docqa.probes import PAIRS
     from docqa.retrieve import HybridRetriever
     from docqa.store import Store
 
     records = data["records"]
     with Store(index, readonly=True) as store:
         retriever = HybridRetriever(store)
-        embedder = retriever.embedder
-        unrelated = np.stack([embedder.encode_query(q) for q, _ in PAIRS]) @ embedder.encode([p for _, p in PAIRS]).T
-        unrelated = unrelated[~np.eye(len(PAIRS), dtype=bool)]
+        unrelated = retriever.embedder.unrelated_cosines()
         closest = np.array([max(retriever.cosines(r.question.question, None, []).values()) for r in records])
     answered = np.array([scores(r, ranked(r, k, mu))[1] for r in records])
     shown = [ranked(r, k, mu, threshold=DEFAULT_THRESHOLD) for r in records]

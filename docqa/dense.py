@@ -336,8 +336,20 @@ class Embedder:
         itself, so it holds for any model's scale; a question whose closest passage is below it
         is about nothing in the collection. Cached beside the model's ONNX export."""
         if self._ceiling is None:
-            self._ceiling = self._read_ceiling() or self._measure_ceiling()
+            cached = self._read_ceiling()
+            self._ceiling = self._measure_ceiling() if cached is None else cached
         return self._ceiling
+
+    def unrelated_cosines(self) -> np.ndarray:
+        """The cosine of each of ``docqa.probes``' questions with every other pair's passage
+        (flat), embedded as a search embeds questions and passages."""
+        import numpy as np
+
+        from docqa.probes import PAIRS
+
+        questions = np.stack([self.encode_query(q) for q, _ in PAIRS])
+        cosines = questions @ self.encode([p for _, p in PAIRS]).T
+        return cosines[~np.eye(len(PAIRS), dtype=bool)]
 
     def _ceiling_key(self) -> dict[str, Any]:
         from docqa.probes import PAIRS
@@ -355,12 +367,7 @@ class Embedder:
     def _measure_ceiling(self) -> float:
         import numpy as np
 
-        from docqa.probes import PAIRS
-
-        questions = np.stack([self.encode_query(q) for q, _ in PAIRS])
-        passages = self.encode([p for _, p in PAIRS])
-        cosines = questions @ passages.T
-        ceiling = float(np.percentile(cosines[~np.eye(len(PAIRS), dtype=bool)], UNRELATED_QUANTILE))
+        ceiling = float(np.percentile(self.unrelated_cosines(), UNRELATED_QUANTILE))
         target = self.onnx_dir()
         if target.is_dir():  # next to an export: a later process reads it instead of measuring
             with contextlib.suppress(OSError):

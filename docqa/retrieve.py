@@ -710,16 +710,19 @@ class HybridRetriever(_Scorer):
         self._vectors: tuple[int, Any, Any, Any] | None = None  # (generation, ids, documents, matrix)
 
     def scores(self, query: Query, k: int, doc_ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
-        return self.judged(query, k, doc_ids)[0]
+        return self._fused(query, k, doc_ids)[0]
 
     def judged(self, query: Query, k: int, doc_ids: Sequence[int] | None) -> tuple[list[tuple[int, float]], bool]:
         """Off topic: no passage searched is closer to the question than unrelated texts are
         to each other (``Embedder.unrelated_ceiling``), however many words they share."""
+        scored, cosines = self._fused(query, k, doc_ids)
+        return scored, bool(cosines) and max(cosines.values()) < self.embedder.unrelated_ceiling()
+
+    def _fused(self, query: Query, k: int, doc_ids: Sequence[int] | None) -> tuple[list[tuple[int, float]], dict[int, float]]:
         lexical = self.lexical.scores(query, self.candidates, doc_ids)
         cosines = self.cosines(query.question, doc_ids, [pid for pid, _ in lexical])
         fused = fuse(lexical, cosines, max(k, PHRASE_DEPTH), self.weight)
-        off_topic = bool(cosines) and max(cosines.values()) < self.embedder.unrelated_ceiling()
-        return with_phrases(self.store, query.question, fused)[:k], off_topic
+        return with_phrases(self.store, query.question, fused)[:k], cosines
 
     def cosines(self, question: str, doc_ids: Sequence[int] | None, also: Sequence[int]) -> dict[int, float]:
         """Cosine of the question with its ``candidates`` nearest passages (the nearest of all
