@@ -9,6 +9,8 @@ model/tokenizer loading (offline-safe), windowing, batched inference and span de
 - All windows of all questions go through the model together in length-sorted batches, padded
   only to each batch's longest window, and cut where padding would cost more than another
   forward pass (``length_batches``); identical windows are read once.
+- On a CPU, each layer's weights are laid out for oneDNN's matrix kernels once, at load
+  (``_pack_linear_weights``), not again in every forward pass as torch's Linear does.
 - Spans are decoded vectorised (``decode_spans``), each inside one paragraph
   (``docqa.spans.token_segments``); a span's score is the raw start+end logit sum.
 
@@ -17,6 +19,7 @@ torch and transformers are imported inside functions only: importing docqa must 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -54,10 +57,11 @@ _PROBE_TIMEOUT_S = 3.0
 # risks changing answers, so "auto" keeps such (test-sized) models in fp32.
 _SMALL_MODEL_PARAMS = 50_000_000
 # What one more forward pass costs on a CPU beyond its tokens, in tokens' worth of work (mostly
-# reading, in bf16 repacking, every weight once, so about the same for any model size): fitted
-# on real windows, one thread, 26 for the SpanBERT-large shape in bf16, 41 and 62 for the proxy in
-# bf16 and fp32 (docs/bench-reader.md, "Less padding"). On a GPU a pass's fixed cost dwarfs
-# padding, so batches there are cut only at ``batch_size``.
+# reading every weight once, so about the same for any model size): fitted on real windows, one
+# thread, 26 for the SpanBERT-large shape in bf16, 41 and 62 for the proxy in bf16 and fp32
+# (docs/bench-reader.md, "Less padding"; measured before weights were packed at load, when each
+# pass also laid them out again). On a GPU a pass's fixed cost dwarfs padding, so batches there
+# are cut only at ``batch_size``.
 _CPU_PASS_TOKENS = 48
 
 
@@ -81,6 +85,7 @@ class Reader:
         batch_size: int = 16,
         spans_per_window: int = 3,
         pass_tokens: float | None = None,
+        pack_weights: bool = True,
     ) -> None:
         if device not in DEVICES:
             raise ModelError(f"--device must be one of {', '.join(DEVICES)}, not {device!r}.")
@@ -108,6 +113,9 @@ class Reader:
         self.spans_per_window = spans_per_window
         # a forward pass's fixed cost in tokens (``length_batches``); None: by device, at load
         self.pass_tokens = pass_tokens
+        # on a CPU, hand each layer's weights to oneDNN once (``_pack_linear_weights``); False
+        # keeps torch's Linear, which lays them out again on every forward pass (for comparison)
+        self.pack_weights = pack_weights
         self.load_s = 0.0
         self._model: Any = None
         self._tokenizer: PreTrainedTokenizerBase | None = None
@@ -137,7 +145,10 @@ class Reader:
             if precision == "auto":
                 precision = _auto_precision(device, _cpu_flags(), _saved_parameters(model_dir, config))
             model = _to_precision(_load_model(model_dir, config, precision), precision, device)
+            packed: int | None = 0
             if device == "cpu":
+                if self.pack_weights and (packed := _pack_linear_weights(model)) is None:
+                    model = _to_precision(_load_model(model_dir, config, precision), precision, device)
                 _keep_freed_memory()
             self._template = _PairTemplate.of(tokenizer)
             self._tokenizer, self._model = tokenizer, model
@@ -145,8 +156,8 @@ class Reader:
             if self.pass_tokens is None:
                 self.pass_tokens = _CPU_PASS_TOKENS if device == "cpu" else math.inf
             self.load_s = time.perf_counter() - started
-            log.info("loaded %s (tokenizer %s) on %s in %s with %d threads in %.1f s", model_dir,
-                     tokenizer_dir, device, precision, torch.get_num_threads(), self.load_s)
+            log.info("loaded %s (tokenizer %s) on %s in %s with %d threads, %d layers packed, in %.1f s",
+                     model_dir, tokenizer_dir, device, precision, torch.get_num_threads(), packed or 0, self.load_s)
 
     def _tokenizer_dir(self, model_dir: Path) -> Path:
         if self.tokenizer_name:
@@ -605,17 +616,30 @@ def _keep_freed_memory() -> None:
     as the matmuls around it (measured: a BERT-large feed-forward block 30 -> 20 ms in bf16).
     Keeping up to 256 MiB of freed memory in the heap costs nothing elsewhere. A no-op off glibc.
     """
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(_GLIBC_M_MMAP_THRESHOLD, _ACTIVATION_HEAP_BYTES)
+        libc.mallopt(_GLIBC_M_TRIM_THRESHOLD, _ACTIVATION_HEAP_BYTES)
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap's free memory back to the OS now (glibc's ``malloc_trim``; a no-op elsewhere)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _glibc() -> Any:
     if not sys.platform.startswith("linux"):
-        return
+        return None
     import ctypes
 
     try:
-        mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+        libc = ctypes.CDLL(None)
     except OSError:
-        return
-    if mallopt is not None:
-        mallopt(_GLIBC_M_MMAP_THRESHOLD, _ACTIVATION_HEAP_BYTES)
-        mallopt(_GLIBC_M_TRIM_THRESHOLD, _ACTIVATION_HEAP_BYTES)
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
 def _keep_head_fp32(model: PreTrainedModel) -> None:
@@ -627,6 +651,63 @@ def _keep_head_fp32(model: PreTrainedModel) -> None:
     if isinstance(head, torch.nn.Linear):
         head.float()  # a no-op when loaded so
         head.register_forward_pre_hook(lambda _module, args: (args[0].float(), *args[1:]))
+
+
+def _pack_linear_weights(model: PreTrainedModel) -> int | None:
+    """Give each fp32/bf16 Linear layer (but the span head) its weights in oneDNN's own layout,
+    laid out once here; returns how many layers were packed, None when the model cannot run so.
+
+    torch's Linear lays every weight out again for the CPU's matrix kernels on every call (and
+    runs fp32 through MKL, slow on AMD): a cost per forward pass that staged reading, small
+    batches and a fast matrix unit (AMX) pay most. oneDNN's packed Linear, the one
+    ``torch.compile`` uses for frozen weights, does the same arithmetic without it; measured in
+    docs/bench-reader.md ("Weights laid out once"): bf16 bit for bit the same, fp32 to rounding.
+    Each packed copy replaces its weight at once, so memory does not grow. A model whose code
+    reads a Linear's weight, or a CPU oneDNN cannot run the dtype on, fails a tiny forward pass
+    after packing: None, and the caller loads the model again (its weights are gone).
+    """
+    import torch
+
+    if not torch.backends.mkldnn.is_available():
+        return 0
+    ops = torch.ops.mkldnn
+    layers = [layer for name, layer in model.named_modules()
+              if type(layer) is torch.nn.Linear and name.rpartition(".")[2] != _HEAD
+              and layer.weight.dtype in (torch.float32, torch.bfloat16)]
+    vocab = getattr(model.config, "vocab_size", None) or 100
+    probe = {"input_ids": torch.arange(1, 9).unsqueeze(0) % vocab, "attention_mask": torch.ones(1, 8, dtype=torch.long)}
+    freed = 0
+    try:
+        for layer in layers:
+            packed = ops._reorder_linear_weight(layer.weight.detach(), _PACK_ROWS)
+            layer.forward = functools.partial(_packed_linear, ops, packed, layer.bias, layer.out_features)
+            freed += layer.weight.nbytes
+            del layer.weight
+            if freed >= _RELEASE_BYTES:
+                # loading left the weights in glibc's heap, where their copies did not fit the
+                # holes they leave: without this the SpanBERT-large shape's `docqa ask` peaked
+                # 500 MiB higher
+                _release_freed_memory()
+                freed = 0
+        _release_freed_memory()
+        with torch.inference_mode():
+            model(**probe)
+    except (RuntimeError, AttributeError, TypeError, ValueError) as err:
+        log.info("reading with torch's Linear layers: packing them for oneDNN failed (%s)", first_line(err))
+        return None
+    return len(layers)
+
+
+# How many rows (tokens) oneDNN lays the packed weights out for: about a batch of windows. Any
+# number of rows runs; measured the same speed for 16 to 1,920 tokens packed for 1,920.
+_PACK_ROWS = 2048
+_RELEASE_BYTES = 64 << 20
+
+
+def _packed_linear(ops: Any, packed: torch.Tensor, bias: torch.Tensor | None, width: int,
+                   x: torch.Tensor) -> torch.Tensor:
+    rows = ops._linear_pointwise(x.reshape(-1, x.shape[-1]), packed, bias, "none", [], "")
+    return rows.reshape(*x.shape[:-1], width)
 
 
 def _load_tokenizer(path: Path) -> PreTrainedTokenizerBase:

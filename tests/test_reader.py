@@ -415,7 +415,7 @@ def token_f1(prediction: str, gold: str) -> float:
 def test_bf16_loads_the_fp32_weights_rounded_and_the_span_head_unrounded(tiny_model_dir: Path) -> None:
     import torch
 
-    fp32, bf16 = (Reader(model=str(tiny_model_dir), precision=p) for p in ("fp32", "bf16"))
+    fp32, bf16 = (Reader(model=str(tiny_model_dir), precision=p, pack_weights=False) for p in ("fp32", "bf16"))
     fp32.load(), bf16.load()
     weights = dict(fp32._model.named_parameters())
     loaded = dict(bf16._model.named_parameters())
@@ -423,6 +423,61 @@ def test_bf16_loads_the_fp32_weights_rounded_and_the_span_head_unrounded(tiny_mo
     for name, p in loaded.items():
         expected = weights[name] if name.startswith("qa_outputs.") else weights[name].bfloat16()
         assert p.dtype == expected.dtype and torch.equal(p, expected), name
+
+
+def _linear_weights(reader: Reader) -> set[str]:
+    return {f"{name}.weight" for name, m in reader._model.named_modules()
+            if isinstance(m, torch.nn.Linear) and "weight" in m._parameters}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_weights_packed_once_read_what_torchs_linear_reads(trained_model_dir: Path, precision: str) -> None:
+    gen = FactGenerator(seed=5)
+    passages = [gen.passage(n_facts=n) for n in (2, 5, 8)]
+    questions = [f.question for p in passages for f in p.facts[:2]]
+    contexts = [[context(p.text, path=f"{i}.txt") for i, p in enumerate(passages)] + [context(LONG, path="long.txt")]
+                for _ in questions]
+    packed, plain = (Reader(model=str(trained_model_dir), precision=precision, pack_weights=pack, max_seq_len=128,
+                            doc_stride=32) for pack in (True, False))
+    packed.load(), plain.load()
+    # every Linear but the span head now runs on its packed copy: the weight itself is gone
+    assert _linear_weights(packed) == {"qa_outputs.weight"}
+    layers = plain._model.config.num_hidden_layers  # each: q, k, v, attention out, intermediate, out
+    assert len(_linear_weights(plain)) == 1 + 6 * layers
+    close = 1e-2 if precision == "bf16" else 1e-4
+    for a, b in zip(packed.read(questions, contexts), plain.read(questions, contexts)):
+        assert (a[0].context.hit.path, a[0].text, a[0].start) == (b[0].context.hit.path, b[0].text, b[0].start)
+        # the same sums in another order: candidates that tie to rounding may swap places
+        scores = {(s.context.hit.path, s.start, s.end): s.score for s in b}
+        shared = [(s.score, scores[key]) for s in a if (key := (s.context.hit.path, s.start, s.end)) in scores]
+        assert len(shared) >= 0.9 * len(a) and np.allclose(*zip(*shared), rtol=close)
+
+
+def test_a_model_that_reads_a_linear_weight_is_loaded_again_unpacked(
+    trained_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import docqa.reader
+
+    load = docqa.reader._load_model
+    loads = []
+
+    def reading_a_weight(*args: object) -> object:  # as some models' code does
+        model = load(*args)
+        layer = model.bert.encoder.layer[1].output.dense
+        layer.register_forward_pre_hook(lambda module, inputs: (inputs[0].to(module.weight.dtype),))
+        loads.append(model)
+        return model
+
+    question, passage = "Where was Ada born?", [context("Ada was born in Zürich and moved to Oslo.")]
+    plain = Reader(model=str(trained_model_dir), precision="fp32", pack_weights=False)
+    plain.load()
+    monkeypatch.setattr(docqa.reader, "_load_model", reading_a_weight)
+    reader = Reader(model=str(trained_model_dir), precision="fp32")
+    reader.load()
+    assert len(loads) == 2 and reader._model is loads[1]  # packing failed its probe: loaded again
+    assert len(_linear_weights(reader)) == 1 + 6 * reader._model.config.num_hidden_layers  # torch's Linear
+    got = reader.read([question], [passage])[0]
+    assert [(s.text, s.score) for s in got] == [(s.text, s.score) for s in plain.read([question], [passage])[0]]
 
 
 def test_spans_never_cross_a_paragraph_break(tiny_model_dir: Path) -> None:
