@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from docqa.errors import ModelError
+from docqa.machine import usable_cores
 
 if TYPE_CHECKING:
     import numpy as np
@@ -311,9 +312,7 @@ class Embedder:
     def _workers(self) -> int:
         """Passage batches run at once: one a core, each on one thread (onnxruntime spreading one
         small batch over both cores was 1.1-1.5x slower: docs/bench-retrieval.md)."""
-        from docqa.reader import _cpu_count
-
-        return self.threads or _cpu_count()
+        return self.threads or usable_cores()
 
     def encode_query(self, question: str) -> np.ndarray:
         """The unit vector of one question: through the ONNX export when there is one (no torch

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from docqa import objectstore, ocr
 from docqa.errors import DocQAError, first_line
 from docqa.extract import extract, extraction_version, kind_of
+from docqa.machine import usable_cores
 from docqa.split import split_pages
 from docqa.store import DocumentRow, Store, index_error
 from docqa.types import DEFAULT_TIMEOUT_S, PROBLEM_STATUSES, FileResult, IndexReport, Limits, OcrOptions, Passage
@@ -287,7 +288,7 @@ class LocalExecutor:
     reads_uris = False
 
     def __init__(self, workers: int | None = None, limits: Limits = Limits()) -> None:
-        self.workers = max(1, workers or _default_workers())
+        self.workers = max(1, workers or usable_cores())
         self.limits = limits
 
     def run(self, jobs: Iterable[tuple[J, ExtractTask]]) -> Iterator[tuple[J, _Outcome]]:
@@ -466,13 +467,6 @@ class _Interrupts:
 
 
 # -- the run --------------------------------------------------------------------------------
-
-
-def _default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # the cores this process may use (containers)
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 class Indexer:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from docqa.errors import ModelError, first_line
+from docqa.machine import usable_cores
 from docqa.spans import token_segments
 from docqa.types import Context, Span
 
@@ -134,7 +135,7 @@ class Reader:
             started = time.perf_counter()
             import torch
 
-            torch.set_num_threads(self.threads or _cpu_count())
+            torch.set_num_threads(self.threads or usable_cores())
             device = _pick_device(self.device)
             _check_precision(self.precision, device)
             model_dir = _resolve(self.model_name, "model", self.tokenizer_name is None)
@@ -437,13 +438,6 @@ def decode_spans(
 
 
 # --- loading ---------------------------------------------------------------------------------
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _pick_device(device: str) -> str:
